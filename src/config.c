@@ -1,0 +1,564 @@
+#include <sys/socket.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <ini.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "tlsctx.h"
+
+/* Debian's libinih reads lines into 200 bytes, with room for our newline and NUL. */
+#define CONFIG_LINE_MAX 198
+
+struct loader {
+	struct config	*c;
+	FILE		*f;
+	const char	*path;
+	int		 line;		/* the line inih is looking at */
+	char		*errs;
+	size_t		 errsize, errlen;
+	int		 nerr;
+	int		 seen[64];	/* line each key was set on, 0 = default */
+	int		 section_line[3];
+};
+
+typedef const char *(*setter)(struct config *, const char *);
+
+static const char *set_listen(struct config *, const char *);
+static const char *set_hostname(struct config *, const char *);
+static const char *set_allow(struct config *, const char *);
+static const char *set_max_sessions(struct config *, const char *);
+static const char *set_timeout(struct config *, const char *);
+static const char *set_bare_newline(struct config *, const char *);
+static const char *set_host(struct config *, const char *);
+static const char *set_port(struct config *, const char *);
+static const char *set_tls(struct config *, const char *);
+static const char *set_server_name(struct config *, const char *);
+static const char *set_verify(struct config *, const char *);
+static const char *set_ca_file(struct config *, const char *);
+static const char *set_min_tls(struct config *, const char *);
+static const char *set_username(struct config *, const char *);
+static const char *set_password(struct config *, const char *);
+static const char *set_password_file(struct config *, const char *);
+static const char *set_auth_mechanism(struct config *, const char *);
+static const char *set_level(struct config *, const char *);
+static const char *set_format(struct config *, const char *);
+
+/* Every key, its section and its default, in one place; conf/smtp-tls-proxy.ini mirrors it. */
+static const struct {
+	const char	*section;
+	const char	*name;
+	const char	*def;
+	setter		 set;
+} keys[] = {
+	{ "proxy", "listen", "127.0.0.1:2525, [::1]:2525", set_listen },
+	{ "proxy", "hostname", "", set_hostname },
+	{ "proxy", "allow", "127.0.0.0/8, ::1/128", set_allow },
+	{ "proxy", "max_sessions", "1000", set_max_sessions },
+	{ "proxy", "timeout", "300", set_timeout },
+	{ "proxy", "bare_newline", "normalize", set_bare_newline },
+	{ "upstream", "host", "", set_host },
+	{ "upstream", "port", "587", set_port },
+	{ "upstream", "tls", "", set_tls },
+	{ "upstream", "server_name", "", set_server_name },
+	{ "upstream", "verify", "yes", set_verify },
+	{ "upstream", "ca_file", "/etc/ssl/certs/ca-certificates.crt", set_ca_file },
+	{ "upstream", "min_tls", "1.2", set_min_tls },
+	{ "upstream", "username", "", set_username },
+	{ "upstream", "password", "", set_password },
+	{ "upstream", "password_file", "", set_password_file },
+	{ "upstream", "auth_mechanism", "auto", set_auth_mechanism },
+	{ "log", "level", "info", set_level },
+	{ "log", "format", "text", set_format },
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const char *sections[] = { "proxy", "upstream", "log" };
+
+static void
+err_add(struct loader *ld, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	ld->nerr++;
+	if (ld->errlen >= ld->errsize)
+		return;
+	n = line > 0 ?
+	    snprintf(ld->errs + ld->errlen, ld->errsize - ld->errlen, "%s:%d: ", ld->path, line) :
+	    snprintf(ld->errs + ld->errlen, ld->errsize - ld->errlen, "%s: ", ld->path);
+	if (n > 0)
+		ld->errlen += (size_t)n;
+	if (ld->errlen >= ld->errsize)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(ld->errs + ld->errlen, ld->errsize - ld->errlen, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		ld->errlen += (size_t)n;
+	if (ld->errlen + 1 < ld->errsize) {
+		ld->errs[ld->errlen++] = '\n';
+		ld->errs[ld->errlen] = '\0';
+	} else
+		ld->errlen = ld->errsize;
+}
+
+static const char *
+copy(char *dst, size_t size, const char *v)
+{
+	if (strlen(v) >= size)
+		return ("value too long");
+	strcpy(dst, v);
+	return (NULL);
+}
+
+static const char *
+set_listen(struct config *c, const char *v)
+{
+	char item[128];
+	const char *s = v;
+	int r;
+
+	c->nlisten = 0;
+	while ((r = parse_list_next(&s, item, sizeof(item))) == 1) {
+		if (c->nlisten == CONFIG_MAX_LISTEN)
+			return ("too many listen addresses");
+		if (parse_hostport(item, c->listen[c->nlisten].host,
+		    sizeof(c->listen[0].host), &c->listen[c->nlisten].port) != 0)
+			return ("expected addr:port or [v6addr]:port");
+		c->nlisten++;
+	}
+	if (r < 0 || c->nlisten == 0)
+		return ("expected a comma-separated list of addr:port");
+	return (NULL);
+}
+
+static const char *
+set_hostname(struct config *c, const char *v)
+{
+	size_t i;
+
+	for (i = 0; v[i] != '\0'; i++)
+		if (!isalnum((unsigned char)v[i]) && v[i] != '-' && v[i] != '.')
+			return ("not a host name");
+	return (copy(c->hostname, sizeof(c->hostname), v));
+}
+
+static const char *
+set_allow(struct config *c, const char *v)
+{
+	char item[128];
+	const char *s = v;
+	int r;
+
+	c->nallow = 0;
+	while ((r = parse_list_next(&s, item, sizeof(item))) == 1) {
+		if (c->nallow == CONFIG_MAX_ALLOW)
+			return ("too many networks");
+		if (parse_cidr(item, &c->allow[c->nallow]) != 0)
+			return ("expected addr or addr/bits, with no bits set past the prefix");
+		c->nallow++;
+	}
+	if (r < 0)
+		return ("expected a comma-separated list of networks");
+	return (NULL);
+}
+
+static const char *
+set_max_sessions(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 1, 1000000, &c->max_sessions) ? "expected 1..1000000" : NULL);
+}
+
+static const char *
+set_timeout(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 1, 86400, &c->timeout) ? "expected seconds, 1..86400" : NULL);
+}
+
+static const char *
+set_bare_newline(struct config *c, const char *v)
+{
+	if (strcasecmp(v, "normalize") == 0)
+		c->bare_newline = DATA_NORMALIZE;
+	else if (strcasecmp(v, "reject") == 0)
+		c->bare_newline = DATA_REJECT;
+	else
+		return ("expected normalize or reject");
+	return (NULL);
+}
+
+static const char *
+set_host(struct config *c, const char *v)
+{
+	return (copy(c->host, sizeof(c->host), v));
+}
+
+static const char *
+set_port(struct config *c, const char *v)
+{
+	unsigned long p;
+
+	if (parse_ulong(v, 1, 65535, &p) != 0)
+		return ("expected a port, 1..65535");
+	c->port = (int)p;
+	return (NULL);
+}
+
+static const char *
+set_tls(struct config *c, const char *v)
+{
+	if (strcasecmp(v, "starttls") == 0)
+		c->tls = UP_TLS_STARTTLS;
+	else if (strcasecmp(v, "implicit") == 0)
+		c->tls = UP_TLS_IMPLICIT;
+	else if (v[0] != '\0')
+		return ("expected starttls or implicit");
+	return (NULL);
+}
+
+static const char *
+set_server_name(struct config *c, const char *v)
+{
+	return (copy(c->server_name, sizeof(c->server_name), v));
+}
+
+static const char *
+set_verify(struct config *c, const char *v)
+{
+	return (parse_bool(v, &c->verify) ? "expected yes or no" : NULL);
+}
+
+static const char *
+set_ca_file(struct config *c, const char *v)
+{
+	return (copy(c->ca_file, sizeof(c->ca_file), v));
+}
+
+static const char *
+set_min_tls(struct config *c, const char *v)
+{
+	if (strcmp(v, "1.2") == 0)
+		c->min_tls = TLS1_2_VERSION;
+	else if (strcmp(v, "1.3") == 0)
+		c->min_tls = TLS1_3_VERSION;
+	else
+		return ("expected 1.2 or 1.3 (older versions are not offered)");
+	return (NULL);
+}
+
+static const char *
+set_username(struct config *c, const char *v)
+{
+	return (copy(c->username, sizeof(c->username), v));
+}
+
+static const char *
+set_password(struct config *c, const char *v)
+{
+	return (copy(c->password, sizeof(c->password), v));
+}
+
+static const char *
+set_password_file(struct config *c, const char *v)
+{
+	return (copy(c->password_file, sizeof(c->password_file), v));
+}
+
+static const char *
+set_auth_mechanism(struct config *c, const char *v)
+{
+	if (strcasecmp(v, "auto") == 0)
+		c->auth_mechanism = UP_AUTH_AUTO;
+	else if (strcasecmp(v, "plain") == 0)
+		c->auth_mechanism = UP_AUTH_PLAIN;
+	else if (strcasecmp(v, "login") == 0)
+		c->auth_mechanism = UP_AUTH_LOGIN;
+	else
+		return ("expected auto, plain or login");
+	return (NULL);
+}
+
+static const char *
+set_level(struct config *c, const char *v)
+{
+	return (log_level_parse(v, &c->log_level) ? "expected error, warn, info or debug" : NULL);
+}
+
+static const char *
+set_format(struct config *c, const char *v)
+{
+	if (strcasecmp(v, "text") == 0)
+		c->log_format = LOG_TEXT;
+	else if (strcasecmp(v, "json") == 0)
+		c->log_format = LOG_JSON;
+	else
+		return ("expected text or json");
+	return (NULL);
+}
+
+static int
+has_control(const char *v)
+{
+	for (; *v != '\0'; v++)
+		if ((unsigned char)*v < 0x20 || *v == 0x7f)
+			return (1);
+	return (0);
+}
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct loader *ld = user;
+	const char *why;
+	size_t i;
+	int known = 0;
+
+	for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+		if (strcmp(section, sections[i]) == 0) {
+			known = 1;
+			if (ld->section_line[i] == 0)
+				ld->section_line[i] = ld->line;
+		}
+	}
+	if (!known) {
+		err_add(ld, ld->line, "unknown section [%s]", section);
+		return (1);
+	}
+	for (i = 0; i < NKEYS; i++) {
+		if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
+			continue;
+		if (ld->seen[i]) {
+			err_add(ld, ld->line, "%s is already set on line %d", name, ld->seen[i]);
+			return (1);
+		}
+		ld->seen[i] = ld->line;
+		if (has_control(value)) {
+			err_add(ld, ld->line, "%s: control characters in the value", name);
+			return (1);
+		}
+		if ((why = keys[i].set(ld->c, value)) != NULL)
+			err_add(ld, ld->line, "%s = %s: %s", name,
+			    strcmp(name, "password") == 0 ? "********" : value, why);
+		return (1);
+	}
+	err_add(ld, ld->line, "unknown key '%s' in [%s]", name, section);
+	return (1);
+}
+
+/* inih's reader: counts lines so every message can say FILE:LINE. */
+static char *
+reader(char *str, int num, void *stream)
+{
+	struct loader *ld = stream;
+	char line[4096];
+	size_t n;
+
+	if (fgets(line, sizeof(line), ld->f) == NULL)
+		return (NULL);
+	ld->line++;
+	n = strlen(line);
+	if (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	else if (!feof(ld->f)) {
+		int ch;
+
+		while ((ch = fgetc(ld->f)) != EOF && ch != '\n')
+			;
+		n = sizeof(line);
+	}
+	if (n > 0 && line[n - 1] == '\r')
+		line[--n] = '\0';
+	if (n > CONFIG_LINE_MAX || n + 2 > (size_t)num) {
+		err_add(ld, ld->line, "line longer than %d characters", CONFIG_LINE_MAX);
+		line[0] = '\0';
+		n = 0;
+	}
+	memcpy(str, line, n);
+	str[n] = '\n';
+	str[n + 1] = '\0';
+	OPENSSL_cleanse(line, sizeof(line));
+	return (str);
+}
+
+static int
+key_index(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return ((int)i);
+	return (0);
+}
+
+static int
+read_password_file(struct loader *ld)
+{
+	struct config *c = ld->c;
+	int line = ld->seen[key_index("password_file")];
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(c->password_file, O_RDONLY | O_CLOEXEC)) < 0) {
+		err_add(ld, line, "password_file %s: %s", c->password_file, strerror(errno));
+		return (-1);
+	}
+	n = read(fd, c->password, sizeof(c->password));
+	close(fd);
+	if (n < 0) {
+		err_add(ld, line, "password_file %s: %s", c->password_file, strerror(errno));
+		return (-1);
+	}
+	if ((size_t)n == sizeof(c->password)) {
+		OPENSSL_cleanse(c->password, sizeof(c->password));
+		err_add(ld, line, "password_file %s: longer than %zu bytes", c->password_file,
+		    sizeof(c->password) - 1);
+		return (-1);
+	}
+	c->password[n] = '\0';
+	/* One trailing newline is how editors save a one-line file, not part of the secret. */
+	if (n > 0 && c->password[n - 1] == '\n')
+		c->password[--n] = '\0';
+	if (n > 0 && c->password[n - 1] == '\r')
+		c->password[--n] = '\0';
+	if (n == 0 || has_control(c->password)) {
+		err_add(ld, line, "password_file %s: empty, or control characters in it",
+		    c->password_file);
+		return (-1);
+	}
+	return (0);
+}
+
+static void
+check(struct loader *ld)
+{
+	struct config *c = ld->c;
+	char name[256], why[512];
+	int upline = ld->section_line[1];
+	size_t i;
+
+	if (c->host[0] == '\0')
+		err_add(ld, upline, "[upstream] host is required");
+	if (!ld->seen[key_index("tls")])
+		c->tls = c->port == 465 ? UP_TLS_IMPLICIT : UP_TLS_STARTTLS;
+	if (c->server_name[0] == '\0')
+		snprintf(c->server_name, sizeof(c->server_name), "%s", c->host);
+	if (c->hostname[0] == '\0') {
+		if (gethostname(name, sizeof(name)) != 0)
+			name[0] = '\0';
+		name[sizeof(name) - 1] = '\0';
+		snprintf(c->hostname, sizeof(c->hostname), "%s", name);
+	}
+	/* Relays reject EHLO localhost or a bare label: demand a name they accept. */
+	if (strcasecmp(c->hostname, "localhost") == 0 ||
+	    strncasecmp(c->hostname, "localhost.", 10) == 0 || strchr(c->hostname, '.') == NULL)
+		err_add(ld, ld->seen[key_index("hostname")],
+		    "hostname '%s' is not a fully-qualified name; set hostname in [proxy] "
+		    "to this gateway's DNS name (mail servers reject EHLO localhost)", c->hostname);
+	if (c->username[0] != '\0') {
+		int pline = ld->seen[key_index("password")];
+		int fline = ld->seen[key_index("password_file")];
+
+		if (c->password[0] != '\0' && c->password_file[0] != '\0')
+			err_add(ld, fline, "set password or password_file, not both");
+		else if (c->password_file[0] != '\0')
+			(void)read_password_file(ld);
+		else if (c->password[0] == '\0')
+			err_add(ld, ld->seen[key_index("username")],
+			    "username is set but neither password nor password_file");
+		(void)pline;
+		for (i = 0; i < c->nallow; i++) {
+			if (!cidr_is_private(&c->allow[i])) {
+				err_add(ld, ld->seen[key_index("allow")],
+				    "allow has a public network while username is set: anyone "
+				    "there could send mail as %s (open relay)", c->username);
+				break;
+			}
+		}
+	} else if (c->password[0] != '\0' || c->password_file[0] != '\0')
+		err_add(ld, ld->seen[key_index("username")], "password given without username");
+	if (ld->nerr == 0) {
+		c->tls_up = tlsctx_new_client(c->ca_file, c->verify, c->min_tls, why, sizeof(why));
+		if (c->tls_up == NULL)
+			err_add(ld, ld->seen[key_index("ca_file")], "ca_file %s: %s",
+			    c->ca_file[0] ? c->ca_file : "(system store)", why);
+	}
+}
+
+struct config *
+config_load(const char *path, char *errs, size_t errsize)
+{
+	struct loader ld;
+	struct config *c;
+	size_t i;
+	int rc;
+
+	memset(&ld, 0, sizeof(ld));
+	ld.path = path;
+	ld.errs = errs;
+	ld.errsize = errsize;
+	errs[0] = '\0';
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		snprintf(errs, errsize, "%s: out of memory\n", path);
+		return (NULL);
+	}
+	c->refs = 1;
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	ld.c = c;
+	for (i = 0; i < NKEYS; i++)
+		if (keys[i].def[0] != '\0' && keys[i].set(c, keys[i].def) != NULL)
+			abort();	/* a default that does not parse is our bug */
+	if ((ld.f = fopen(path, "r")) == NULL) {
+		err_add(&ld, 0, "%s", strerror(errno));
+		config_unref(c);
+		return (NULL);
+	}
+	rc = ini_parse_stream(reader, &ld, handler, &ld);
+	fclose(ld.f);
+	if (rc > 0)
+		err_add(&ld, rc, "syntax error (expected [section] or key = value)");
+	else if (rc < 0)
+		err_add(&ld, 0, "cannot parse");
+	if (ld.nerr == 0)
+		check(&ld);
+	if (ld.nerr > 0) {
+		config_unref(c);
+		return (NULL);
+	}
+	return (c);
+}
+
+struct config *
+config_ref(struct config *c)
+{
+	if (c != NULL)
+		c->refs++;
+	return (c);
+}
+
+void
+config_unref(struct config *c)
+{
+	if (c == NULL || --c->refs > 0)
+		return;
+	tlsctx_free(c->tls_up);
+	OPENSSL_cleanse(c->password, sizeof(c->password));
+	free(c);
+}
+
+const char *
+config_tls_str(enum up_tls t)
+{
+	return (t == UP_TLS_IMPLICIT ? "implicit" : "starttls");
+}

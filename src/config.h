@@ -1,0 +1,81 @@
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "data.h"
+#include "log.h"
+#include "parse.h"
+
+#define CONFIG_MAX_LISTEN	16
+#define CONFIG_MAX_ALLOW	64
+
+enum up_tls { UP_TLS_STARTTLS, UP_TLS_IMPLICIT };
+enum up_auth { UP_AUTH_AUTO, UP_AUTH_PLAIN, UP_AUTH_LOGIN };
+
+struct listen_addr {
+	char	 host[64];
+	int	 port;
+};
+
+/*
+ * A loaded configuration. Immutable once config_load() returns and shared by
+ * reference: a session keeps the one it started with across a reload.
+ */
+struct config {
+	int		 refs;
+	char		 path[PATH_MAX];
+
+	/* [proxy] */
+	struct listen_addr listen[CONFIG_MAX_LISTEN];
+	size_t		 nlisten;
+	char		 hostname[256];
+	struct cidr	 allow[CONFIG_MAX_ALLOW];
+	size_t		 nallow;
+	unsigned long	 max_sessions;
+	unsigned long	 timeout;		/* seconds, each wait */
+	enum data_policy bare_newline;
+
+	/* [upstream] */
+	char		 host[256];
+	int		 port;
+	enum up_tls	 tls;
+	char		 server_name[256];
+	int		 verify;
+	char		 ca_file[PATH_MAX];
+	int		 min_tls;		/* TLS1_2_VERSION ... */
+	char		 username[256];
+	char		 password[512];		/* wiped on free */
+	char		 password_file[PATH_MAX];
+	enum up_auth	 auth_mechanism;
+
+	/* [log] */
+	enum log_level	 log_level;
+	enum log_format	 log_format;
+
+	struct tlsctx	*tls_up;		/* TLS towards the upstream, session cache */
+};
+
+/**
+ * config_load(path, errs, errsize):
+ * Read and check the configuration in ${path} and load the files it names (CA,
+ * password file). Return it with one reference, or NULL after writing
+ * "FILE:LINE: message" lines (newline-separated) into ${errs}.
+ */
+struct config *config_load(const char *path, char *errs, size_t errsize);
+
+/**
+ * config_ref(c), config_unref(c):
+ * Take or drop a reference; the last one frees, wiping the password. NULL is a no-op.
+ */
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+
+/**
+ * config_tls_str(t):
+ * "starttls" or "implicit".
+ */
+const char *config_tls_str(enum up_tls t);
+
+#endif

@@ -1,0 +1,29 @@
+#ifndef SESSION_H
+#define SESSION_H
+
+#include <sys/socket.h>
+
+#include <ev.h>
+
+struct config;
+struct session;
+
+/* Called once when a session has ended and been freed, so its owner can count it. */
+typedef void session_done_cb(void *arg);
+
+/**
+ * session_start(loop, cfg, fd, peer, done, arg):
+ * Run an SMTP session for the accepted client socket ${fd} (ownership taken) from
+ * ${peer}: prepare the upstream, greet, relay. ${done} is called when it ends.
+ * NULL (and ${fd} closed) if out of memory.
+ */
+struct session *session_start(struct ev_loop *loop, struct config *cfg, int fd,
+    const struct sockaddr *peer, session_done_cb *done, void *arg);
+
+/**
+ * session_addr_str(sa, out, size):
+ * "a.b.c.d:port" or "[v6]:port" for logs.
+ */
+void session_addr_str(const struct sockaddr *sa, char *out, size_t size);
+
+#endif

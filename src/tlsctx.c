@@ -1,0 +1,219 @@
+#include <arpa/inet.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "tlsctx.h"
+
+struct tlsctx {
+	SSL_CTX		*ctx;
+	SSL_SESSION	*session;	/* the newest session the upstream gave us */
+	int		 verify;
+};
+
+static int tlsctx_index = -1;
+
+/* Keep the newest session (TLS 1.3 sends tickets after the handshake, so a callback). */
+static int
+new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tlsctx *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tlsctx_index);
+
+	if (t == NULL || !SSL_SESSION_is_resumable(sess))
+		return (0);
+	SSL_SESSION *copy;
+
+	/* A copy, for the same reason as in tlsctx_ssl(). */
+	if ((copy = SSL_SESSION_dup(sess)) == NULL)
+		return (0);
+	SSL_SESSION_free(t->session);
+	t->session = copy;
+	return (0);
+}
+
+void
+tlsctx_errors(char *buf, size_t size)
+{
+	unsigned long e;
+	size_t len = 0;
+	char one[256];
+
+	buf[0] = '\0';
+	while ((e = ERR_get_error()) != 0) {
+		ERR_error_string_n(e, one, sizeof(one));
+		if (len < size)
+			len += (size_t)snprintf(buf + len, size - len, "%s%s",
+			    len ? "; " : "", one);
+	}
+}
+
+struct tlsctx *
+tlsctx_new_client(const char *ca_file, int verify, int min_tls, char *err, size_t errsize)
+{
+	struct tlsctx *t;
+	char why[512];
+
+	if (tlsctx_index < 0)
+		tlsctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		snprintf(err, errsize, "out of memory");
+		return (NULL);
+	}
+	t->verify = verify;
+	ERR_clear_error();
+	if ((t->ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		goto fail;
+	if (SSL_CTX_set_min_proto_version(t->ctx, min_tls) != 1)
+		goto fail;
+	if (ca_file != NULL && ca_file[0] != '\0') {
+		if (SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL) != 1)
+			goto fail;
+	} else if (SSL_CTX_set_default_verify_paths(t->ctx) != 1)
+		goto fail;
+	/*
+	 * With verify = no the chain is still checked and its result logged on every
+	 * handshake; only the failure is not fatal.
+	 */
+	SSL_CTX_set_verify(t->ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(t->ctx, new_session_cb);
+	SSL_CTX_set_ex_data(t->ctx, tlsctx_index, t);
+	return (t);
+fail:
+	tlsctx_errors(why, sizeof(why));
+	snprintf(err, errsize, "%s", why[0] ? why : "TLS setup failed");
+	tlsctx_free(t);
+	return (NULL);
+}
+
+void
+tlsctx_free(struct tlsctx *t)
+{
+	if (t == NULL)
+		return;
+	SSL_SESSION_free(t->session);
+	SSL_CTX_free(t->ctx);
+	free(t);
+}
+
+SSL *
+tlsctx_ssl(struct tlsctx *t, const char *server_name, char *err, size_t errsize)
+{
+	unsigned char ip[16];
+	X509_VERIFY_PARAM *vp;
+	SSL *ssl;
+	int is_ip;
+
+	ERR_clear_error();
+	if ((ssl = SSL_new(t->ctx)) == NULL)
+		goto fail;
+	is_ip = inet_pton(AF_INET, server_name, ip) == 1 ||
+	    inet_pton(AF_INET6, server_name, ip) == 1;
+	vp = SSL_get0_param(ssl);
+	X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+	    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+	if (is_ip) {
+		/* SNI carries names only (RFC 6066); an address is checked against IP SANs. */
+		if (X509_VERIFY_PARAM_set1_ip_asc(vp, server_name) != 1)
+			goto fail;
+	} else {
+		if (SSL_set_tlsext_host_name(ssl, server_name) != 1 ||
+		    SSL_set1_host(ssl, server_name) != 1)
+			goto fail;
+	}
+	if (t->session != NULL) {
+		/*
+		 * Resume from a private copy: OpenSSL marks the session of a connection
+		 * that dies with a fatal alert unresumable, and that must not spoil the
+		 * cached one for every later connection.
+		 */
+		SSL_SESSION *copy = SSL_SESSION_dup(t->session);
+
+		if (copy != NULL) {
+			SSL_set_session(ssl, copy);
+			SSL_SESSION_free(copy);
+		}
+	}
+	SSL_set_connect_state(ssl);
+	return (ssl);
+fail:
+	tlsctx_errors(err, errsize);
+	SSL_free(ssl);
+	return (NULL);
+}
+
+static void
+name_str(X509_NAME *n, char *out, size_t size)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	long len;
+	char *p;
+
+	out[0] = '\0';
+	if (b == NULL)
+		return;
+	X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+	len = BIO_get_mem_data(b, &p);
+	if (len > 0) {
+		if ((size_t)len >= size)
+			len = (long)size - 1;
+		memcpy(out, p, (size_t)len);
+		out[len] = '\0';
+	}
+	BIO_free(b);
+}
+
+void
+tlsctx_report(SSL *ssl, struct tls_report *r)
+{
+	const unsigned char hex[] = "0123456789ABCDEF";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+	const char *g;
+	struct tm tm;
+	long vr;
+	X509 *cert;
+	int nid;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->version, sizeof(r->version), "%s", SSL_get_version(ssl));
+	snprintf(r->cipher, sizeof(r->cipher), "%s", SSL_get_cipher_name(ssl));
+	nid = SSL_get_negotiated_group(ssl);
+	g = nid > 0 ? SSL_group_to_name(ssl, nid) : NULL;
+	snprintf(r->group, sizeof(r->group), "%s", g ? g : "none");
+	r->resumed = SSL_session_reused(ssl);
+	vr = SSL_get_verify_result(ssl);
+	if ((cert = SSL_get1_peer_certificate(ssl)) == NULL) {
+		snprintf(r->verify, sizeof(r->verify), "%s",
+		    vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "no certificate");
+		return;
+	}
+	r->verified = vr == X509_V_OK;
+	snprintf(r->verify, sizeof(r->verify), "%s",
+	    r->verified ? "ok" : X509_verify_cert_error_string(vr));
+	name_str(X509_get_subject_name(cert), r->subject, sizeof(r->subject));
+	name_str(X509_get_issuer_name(cert), r->issuer, sizeof(r->issuer));
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
+		strftime(r->not_after, sizeof(r->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1) {
+		char *p = r->fingerprint;
+
+		memcpy(p, "sha256:", 7);
+		p += 7;
+		for (i = 0; i < mdlen; i++) {
+			if (i > 0)
+				*p++ = ':';
+			*p++ = (char)hex[md[i] >> 4];
+			*p++ = (char)hex[md[i] & 15];
+		}
+		*p = '\0';
+	}
+	X509_free(cert);
+}

@@ -1,0 +1,60 @@
+#ifndef TLSCTX_H
+#define TLSCTX_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+struct tlsctx;
+
+/* What the handshake log line says about one upstream TLS connection. */
+struct tls_report {
+	char	 version[16];
+	char	 cipher[64];
+	char	 group[32];
+	char	 subject[256];
+	char	 issuer[256];
+	char	 not_after[32];		/* ISO 8601, UTC */
+	char	 fingerprint[7 + 32 * 3];	/* "sha256:" + hex pairs joined by ':' */
+	char	 verify[128];		/* "ok" or OpenSSL's verify error string */
+	int	 verified;
+	int	 resumed;
+};
+
+/**
+ * tlsctx_new_client(ca_file, verify, min_tls, err, errsize):
+ * A client context: chain checked against ${ca_file} (the system store when empty),
+ * peer verification when ${verify}, at least ${min_tls} (e.g. TLS1_2_VERSION), and a
+ * one-entry session cache for resumption. NULL with a reason in ${err} on failure.
+ */
+struct tlsctx *tlsctx_new_client(const char *ca_file, int verify, int min_tls, char *err,
+    size_t errsize);
+
+/**
+ * tlsctx_free(t):
+ * Free ${t}; NULL is a no-op.
+ */
+void tlsctx_free(struct tlsctx *t);
+
+/**
+ * tlsctx_ssl(t, server_name, err, errsize):
+ * A new client SSL for a connection to ${server_name}: SNI (for a DNS name), the
+ * name or IP address to check in the certificate (no partial wildcards, no CN
+ * fallback), and the cached session to resume. NULL with a reason on failure.
+ */
+SSL *tlsctx_ssl(struct tlsctx *t, const char *server_name, char *err, size_t errsize);
+
+/**
+ * tlsctx_report(ssl, r):
+ * Fill ${r} from a connection whose handshake finished (or failed: then the
+ * certificate fields may be empty and verify says why).
+ */
+void tlsctx_report(SSL *ssl, struct tls_report *r);
+
+/**
+ * tlsctx_errors(buf, size):
+ * Drain OpenSSL's error queue into one "; "-separated string in ${buf}.
+ */
+void tlsctx_errors(char *buf, size_t size);
+
+#endif

@@ -1,0 +1,555 @@
+/*
+ * Upstream preparation:
+ *
+ *   RESOLVE -> CONNECT --(implicit)--> TLS -> GREET -> EHLO2 -> [AUTH...] -> ready
+ *                 \--(starttls)--> GREET -> EHLO1 -> STARTTLS -> TLS -> EHLO2 ...
+ *
+ * A connect failure or timeout moves to the next address; every other failure
+ * ends the preparation with a 421 for the client and one upstream.fail log line.
+ */
+#include <sys/socket.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "auth.h"
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "resolve.h"
+#include "smtp.h"
+#include "tlsctx.h"
+#include "upstream.h"
+
+/* Upstream buffers: a reply is at most SMTP_REPLY_MAX; the body path writes in 64 KiB. */
+#define UP_INCAP	(SMTP_REPLY_MAX + 16384)
+#define UP_OUTCAP	(256 * 1024)
+
+enum up_state {
+	UP_RESOLVE, UP_CONNECT, UP_TLS, UP_GREET, UP_EHLO1, UP_STARTTLS, UP_EHLO2,
+	UP_SEND_PLAIN, UP_SEND_LOGIN, UP_SEND_USER, UP_SEND_PASS,
+};
+
+static const char *state_names[] = {
+	"resolve", "connect", "tls", "greeting", "ehlo", "starttls", "ehlo-tls",
+	"auth-plain", "auth-login", "auth-user", "auth-pass",
+};
+
+struct upstream {
+	struct ev_loop	*loop;
+	struct config	*cfg;
+	char		 sid[16];
+	char		 client[64];
+	enum up_state	 state;
+	int		 tls_done;
+	struct resolve	*res;
+	struct addrinfo	*ai, *cur;
+	char		 addr[64];
+	struct conn	*c;
+	ev_timer	 timer;
+	ev_tstamp	 tls_start;
+	struct smtp_caps caps;
+	upstream_cb	*cb;
+	void		*arg;
+};
+
+static void up_event(struct conn *, int, void *);
+static void try_next(struct upstream *);
+
+static void
+up_free(struct upstream *u)
+{
+	ev_timer_stop(u->loop, &u->timer);
+	resolve_cancel(u->res);
+	if (u->ai != NULL)
+		freeaddrinfo(u->ai);
+	conn_free(u->c);
+	config_unref(u->cfg);
+	free(u);
+}
+
+/* Fail: log why once, greet the client with ${code} ${text}, free. */
+static void
+up_fail(struct upstream *u, const char *code, const char *text, const char *reason,
+    const char *detail)
+{
+	char reply[512];
+	struct logline l;
+
+	log_begin(&l, L_WARN, u->sid, "upstream.fail");
+	log_str(&l, "client", u->client);
+	log_str(&l, "upstream", u->cfg->host);
+	log_num(&l, "port", u->cfg->port);
+	if (u->addr[0] != '\0')
+		log_str(&l, "addr", u->addr);
+	log_str(&l, "stage", state_names[u->state]);
+	log_str(&l, "reason", reason);
+	log_str(&l, "detail", detail);
+	log_end(&l);
+	snprintf(reply, sizeof(reply), "421 %s %s %s\r\n", code, u->cfg->hostname, text);
+	u->cb(u->arg, NULL, NULL, reply);
+	up_free(u);
+}
+
+static void
+up_send(struct upstream *u, const char *line)
+{
+	if (conn_write(u->c, line, strlen(line)) != 0)
+		up_fail(u, "4.3.0", "internal error", "buffer", "output buffer full");
+}
+
+static void
+arm(struct upstream *u)
+{
+	ev_timer_stop(u->loop, &u->timer);
+	ev_timer_set(&u->timer, (ev_tstamp)u->cfg->timeout, 0.);
+	ev_timer_start(u->loop, &u->timer);
+}
+
+static void
+up_ready(struct upstream *u)
+{
+	struct conn *c = u->c;
+
+	conn_secret(c, 0);
+	u->c = NULL;
+	u->cb(u->arg, c, &u->caps, NULL);
+	up_free(u);
+}
+
+static void
+log_handshake(struct upstream *u)
+{
+	struct tls_report r;
+	struct logline l;
+
+	tlsctx_report(conn_ssl(u->c), &r);
+	log_begin(&l, L_INFO, u->sid, "tls.handshake");
+	log_str(&l, "client", u->client);
+	{
+		char hp[300];
+
+		snprintf(hp, sizeof(hp), "%s:%d", u->cfg->host, u->cfg->port);
+		log_str(&l, "upstream", hp);
+	}
+	log_str(&l, "addr", u->addr);
+	log_str(&l, "mode", config_tls_str(u->cfg->tls));
+	log_str(&l, "version", r.version);
+	log_str(&l, "cipher", r.cipher);
+	log_str(&l, "group", r.group);
+	log_str(&l, "subject", r.subject);
+	log_str(&l, "issuer", r.issuer);
+	log_str(&l, "not_after", r.not_after);
+	log_str(&l, "fingerprint", r.fingerprint);
+	log_str(&l, "verify", r.verify);
+	log_str(&l, "sni", u->cfg->server_name);
+	log_str(&l, "resumed", r.resumed ? "yes" : "no");
+	log_num(&l, "ms", (long long)((ev_now(u->loop) - u->tls_start) * 1000 + 0.5));
+	log_end(&l);
+	if (!u->cfg->verify) {
+		log_begin(&l, L_WARN, u->sid, "tls.unverified");
+		log_str(&l, "upstream", u->cfg->host);
+		log_str(&l, "verify", r.verify);
+		log_str(&l, "msg", "verify = no: the upstream's identity is not checked");
+		log_end(&l);
+	}
+}
+
+static void
+start_tls(struct upstream *u)
+{
+	char err[256];
+	SSL *ssl;
+
+	if ((ssl = tlsctx_ssl(u->cfg->tls_up, u->cfg->server_name, err, sizeof(err))) == NULL) {
+		up_fail(u, "4.7.0", "TLS setup failed", "tls", err);
+		return;
+	}
+	u->state = UP_TLS;
+	ev_now_update(u->loop);
+	u->tls_start = ev_now(u->loop);
+	if (conn_start_tls(u->c, ssl) != 0) {
+		up_fail(u, "4.7.0", "upstream sent data after its STARTTLS reply",
+		    "response-injection", "bytes after the 220 to STARTTLS, before TLS");
+		return;
+	}
+	arm(u);
+}
+
+static void
+send_ehlo(struct upstream *u, enum up_state next)
+{
+	char line[300];
+
+	snprintf(line, sizeof(line), "EHLO %s\r\n", u->cfg->hostname);
+	u->state = next;
+	up_send(u, line);
+}
+
+static void
+start_auth(struct upstream *u)
+{
+	struct config *cfg = u->cfg;
+	char line[1400];
+	int login;
+
+	if (cfg->auth_mechanism == UP_AUTH_LOGIN)
+		login = 1;
+	else if (cfg->auth_mechanism == UP_AUTH_PLAIN)
+		login = 0;
+	else if (u->caps.authmask & SMTP_AUTH_PLAIN)
+		login = 0;
+	else if (u->caps.authmask & SMTP_AUTH_LOGIN)
+		login = 1;	/* e.g. Microsoft 365 */
+	else {
+		up_fail(u, "4.7.0", "upstream offers no usable AUTH mechanism", "auth",
+		    (u->caps.flags & SMTP_CAP_AUTH) ? u->caps.auth : "no AUTH capability");
+		return;
+	}
+	conn_secret(u->c, 1);
+	if (login) {
+		u->state = UP_SEND_LOGIN;
+		up_send(u, "AUTH LOGIN\r\n");
+		return;
+	}
+	memcpy(line, "AUTH PLAIN ", 11);
+	if (auth_plain(cfg->username, cfg->password, line + 11, sizeof(line) - 13) != 0) {
+		up_fail(u, "4.7.0", "credentials too long", "auth", "username or password too long");
+		return;
+	}
+	strcat(line, "\r\n");
+	u->state = UP_SEND_PLAIN;
+	up_send(u, line);
+	OPENSSL_cleanse(line, sizeof(line));
+}
+
+static void
+send_b64(struct upstream *u, const char *s, enum up_state next)
+{
+	char line[1400];
+
+	if (auth_b64(s, line, sizeof(line) - 2) != 0) {
+		up_fail(u, "4.7.0", "credentials too long", "auth", "username or password too long");
+		return;
+	}
+	strcat(line, "\r\n");
+	u->state = next;
+	up_send(u, line);
+	OPENSSL_cleanse(line, sizeof(line));
+}
+
+static void
+auth_done(struct upstream *u, const char *reply, size_t len, int ok)
+{
+	struct logline l;
+
+	log_begin(&l, ok ? L_INFO : L_WARN, u->sid, ok ? "auth.ok" : "auth.fail");
+	log_str(&l, "upstream", u->cfg->host);
+	log_str(&l, "user", u->cfg->username);
+	log_str(&l, "mechanism", u->state == UP_SEND_PLAIN ? "PLAIN" : "LOGIN");
+	if (!ok)
+		log_strn(&l, "reply", reply, len >= 2 ? len - 2 : len);
+	log_end(&l);
+	if (ok)
+		up_ready(u);
+	else
+		up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
+}
+
+/* One complete reply from the upstream, in the current state. Returns -1 if u is gone. */
+static int
+on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply *r)
+{
+	char detail[300];
+
+	snprintf(detail, sizeof(detail), "%.*s", (int)(len >= 2 ? len - 2 : len), p);
+	switch (u->state) {
+	case UP_GREET:
+		if (r->code != 220) {
+			up_fail(u, "4.4.0", "upstream not ready", "greeting", detail);
+			return (-1);
+		}
+		send_ehlo(u, u->tls_done ? UP_EHLO2 : UP_EHLO1);
+		return (0);
+	case UP_EHLO1:
+		if (r->code != 250 || smtp_caps_parse(p, len, &u->caps) != 0) {
+			up_fail(u, "4.7.0", "upstream does not offer STARTTLS", "no-starttls",
+			    detail);
+			return (-1);
+		}
+		if (!(u->caps.flags & SMTP_CAP_STARTTLS)) {
+			up_fail(u, "4.7.0", "upstream does not offer STARTTLS", "no-starttls",
+			    "STARTTLS not in the EHLO reply");
+			return (-1);
+		}
+		u->state = UP_STARTTLS;
+		up_send(u, "STARTTLS\r\n");
+		return (0);
+	case UP_STARTTLS:
+		if (r->code != 220) {
+			up_fail(u, "4.7.0", "upstream refused STARTTLS", "starttls-refused", detail);
+			return (-1);
+		}
+		return (1);	/* the caller consumes the reply, then starts TLS */
+	case UP_EHLO2:
+		if (r->code != 250) {
+			up_fail(u, "4.4.0", "upstream refused EHLO", "ehlo", detail);
+			return (-1);
+		}
+		/* Only what the server says under TLS counts; the plaintext list is forgotten. */
+		if (smtp_caps_parse(p, len, &u->caps) != 0) {
+			up_fail(u, "4.4.0", "upstream protocol error", "ehlo",
+			    "malformed capability in the EHLO reply");
+			return (-1);
+		}
+		if (u->cfg->username[0] != '\0')
+			start_auth(u);
+		else
+			up_ready(u);
+		return (-1);
+	case UP_SEND_PLAIN:
+	case UP_SEND_PASS:
+		auth_done(u, p, len, r->code == 235);
+		return (-1);
+	case UP_SEND_LOGIN:
+	case UP_SEND_USER:
+		if (r->code != 334) {
+			auth_done(u, p, len, 0);
+			return (-1);
+		}
+		if (u->state == UP_SEND_LOGIN)
+			send_b64(u, u->cfg->username, UP_SEND_USER);
+		else
+			send_b64(u, u->cfg->password, UP_SEND_PASS);
+		return (0);
+	default:
+		up_fail(u, "4.4.0", "upstream protocol error", "protocol", "unexpected reply");
+		return (-1);
+	}
+}
+
+static void
+on_input(struct upstream *u)
+{
+	char rep[SMTP_REPLY_MAX];
+	struct smtp_reply r;
+	const char *p;
+	size_t len;
+	long n;
+	int rc;
+
+	if ((p = conn_peek(u->c, &len)) != NULL) {
+		if ((n = smtp_reply_parse(p, len, &r)) < 0) {
+			up_fail(u, "4.4.0", "upstream protocol error", "protocol",
+			    "malformed reply");
+			return;
+		}
+		if (n == 0)
+			goto eof;
+		/*
+		 * We send nothing until the previous reply is in, so bytes after it were
+		 * sent unasked: an upstream that does that cannot be trusted to frame.
+		 */
+		if ((size_t)n != len) {
+			if (u->state == UP_STARTTLS)
+				up_fail(u, "4.7.0", "upstream sent data after its STARTTLS reply",
+				    "response-injection", "bytes after the 220 to STARTTLS, before TLS");
+			else
+				up_fail(u, "4.4.0", "upstream protocol error", "protocol",
+				    "unsolicited data after a reply");
+			return;
+		}
+		/* Take the reply out first: a finished preparation hands over a clean conn. */
+		memcpy(rep, p, (size_t)n);
+		conn_consume(u->c, (size_t)n);
+		rc = on_reply(u, rep, (size_t)n, &r);
+		if (rc < 0)
+			return;		/* finished or failed; u is gone */
+		arm(u);
+		if (rc == 1)
+			start_tls(u);
+		return;
+	}
+eof:
+	if (conn_eof(u->c))
+		up_fail(u, "4.4.2", "upstream closed the connection", "closed",
+		    "connection closed by the upstream");
+}
+
+static void
+up_event(struct conn *c, int ev, void *arg)
+{
+	struct upstream *u = arg;
+
+	(void)c;
+	if (ev & CONN_EV_ERROR) {
+		if (u->state == UP_CONNECT) {
+			char why[300];
+
+			snprintf(why, sizeof(why), "%s", conn_error(u->c));
+			conn_free(u->c);
+			u->c = NULL;
+			log_simple(L_DEBUG, "upstream.connect", why);
+			try_next(u);
+			return;
+		}
+		if (u->state == UP_TLS) {
+			SSL *ssl = conn_ssl(u->c);
+			long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+
+			if (vr != X509_V_OK && u->cfg->verify)
+				up_fail(u, "4.7.0", "upstream certificate not verified", "verify",
+				    X509_verify_cert_error_string(vr));
+			else
+				up_fail(u, "4.7.0", "TLS handshake with upstream failed",
+				    "handshake", conn_error(u->c));
+			return;
+		}
+		up_fail(u, "4.4.2", "upstream connection failed", "io", conn_error(u->c));
+		return;
+	}
+	if (ev & CONN_EV_CONNECTED) {
+		arm(u);
+		if (u->cfg->tls == UP_TLS_IMPLICIT)
+			start_tls(u);
+		else
+			u->state = UP_GREET;
+		return;
+	}
+	if (ev & CONN_EV_TLS) {
+		u->tls_done = 1;
+		log_handshake(u);
+		arm(u);
+		if (u->cfg->tls == UP_TLS_IMPLICIT)
+			u->state = UP_GREET;
+		else {
+			send_ehlo(u, UP_EHLO2);
+			return;
+		}
+	}
+	if (ev & CONN_EV_READ)
+		on_input(u);
+}
+
+static void
+on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct upstream *u = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (u->state == UP_CONNECT) {
+		conn_free(u->c);
+		u->c = NULL;
+		log_simple(L_DEBUG, "upstream.connect", "connect timed out");
+		try_next(u);
+		return;
+	}
+	if (u->state == UP_TLS && u->c != NULL && conn_ssl(u->c) != NULL) {
+		char why[200];
+
+		/* Say where the handshake stopped: it tells a firewall from a slow server. */
+		snprintf(why, sizeof(why), "no answer in time; TLS handshake at: %s",
+		    SSL_state_string_long(conn_ssl(u->c)));
+		up_fail(u, "4.4.1", "upstream timed out", "timeout", why);
+		return;
+	}
+	up_fail(u, "4.4.1", "upstream timed out", "timeout", "no answer in time");
+}
+
+static void
+try_next(struct upstream *u)
+{
+	char err[256], host[INET6_ADDRSTRLEN];
+	int port;
+
+	u->cur = u->cur == NULL ? u->ai : u->cur->ai_next;
+	if (u->cur == NULL) {
+		up_fail(u, "4.4.1", "upstream unreachable", "connect",
+		    u->addr[0] ? "every address failed (see debug log)" : "no address");
+		return;
+	}
+	if (u->cur->ai_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)u->cur->ai_addr;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		port = ntohs(s6->sin6_port);
+		snprintf(u->addr, sizeof(u->addr), "[%s]:%d", host, port);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)u->cur->ai_addr;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		port = ntohs(s4->sin_port);
+		snprintf(u->addr, sizeof(u->addr), "%s:%d", host, port);
+	}
+	u->state = UP_CONNECT;
+	u->c = conn_connect(u->loop, u->cur->ai_addr, u->cur->ai_addrlen, UP_INCAP, UP_OUTCAP,
+	    up_event, u, err, sizeof(err));
+	if (u->c == NULL) {
+		up_fail(u, "4.3.0", "internal error", "socket", err);
+		return;
+	}
+	arm(u);
+}
+
+static void
+on_resolved(void *arg, struct addrinfo *res, const char *err)
+{
+	struct upstream *u = arg;
+
+	u->res = NULL;
+	if (res == NULL) {
+		up_fail(u, "4.4.3", "cannot resolve the upstream", "resolve", err);
+		return;
+	}
+	u->ai = res;
+	try_next(u);
+}
+
+static void
+kick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct upstream *u = w->data;
+
+	(void)loop;
+	(void)revents;
+	ev_timer_stop(u->loop, &u->timer);
+	ev_timer_init(&u->timer, on_timeout, 0., 0.);
+	u->timer.data = u;
+	arm(u);
+	u->res = resolve_start(u->cfg->host, u->cfg->port, on_resolved, u);
+}
+
+struct upstream *
+upstream_start(struct ev_loop *loop, struct config *cfg, const char *sid, const char *client,
+    upstream_cb *cb, void *arg)
+{
+	struct upstream *u;
+
+	if ((u = calloc(1, sizeof(*u))) == NULL)
+		return (NULL);
+	u->loop = loop;
+	u->cfg = config_ref(cfg);
+	snprintf(u->sid, sizeof(u->sid), "%s", sid);
+	snprintf(u->client, sizeof(u->client), "%s", client);
+	u->cb = cb;
+	u->arg = arg;
+	u->state = UP_RESOLVE;
+	/* Start from the loop, so the callback never runs inside upstream_start(). */
+	ev_timer_init(&u->timer, kick, 0., 0.);
+	u->timer.data = u;
+	ev_timer_start(loop, &u->timer);
+	return (u);
+}
+
+void
+upstream_cancel(struct upstream *u)
+{
+	if (u != NULL)
+		up_free(u);
+}

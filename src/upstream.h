@@ -1,0 +1,40 @@
+#ifndef UPSTREAM_H
+#define UPSTREAM_H
+
+#include <ev.h>
+
+struct config;
+struct conn;
+struct smtp_caps;
+struct upstream;
+
+/*
+ * Preparing the upstream, before the client is greeted: resolve, connect (next
+ * address on failure), TLS (implicit, or STARTTLS after EHLO), verify, log the
+ * handshake, EHLO over TLS, AUTH with stored credentials. Every failure becomes
+ * the 421 the client is greeted with.
+ */
+
+/*
+ * Called once. On success ${c} is the ready TLS connection (now owned by the
+ * callee, who must conn_set_cb it) and ${caps} its post-TLS capabilities; on
+ * failure ${c} is NULL and ${reply} is the complete 421 line for the client.
+ */
+typedef void upstream_cb(void *arg, struct conn *c, const struct smtp_caps *caps,
+    const char *reply);
+
+/**
+ * upstream_start(loop, cfg, sid, client, cb, arg):
+ * Begin preparing an upstream connection for session ${sid} of ${client}. The
+ * callback may not run before this returns. NULL if out of memory.
+ */
+struct upstream *upstream_start(struct ev_loop *loop, struct config *cfg, const char *sid,
+    const char *client, upstream_cb *cb, void *arg);
+
+/**
+ * upstream_cancel(u):
+ * Give up (the client left): close and free without calling back. NULL is a no-op.
+ */
+void upstream_cancel(struct upstream *u);
+
+#endif

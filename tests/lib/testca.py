@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""Test PKI made at test time: a root CA, an intermediate and server certificates.
+
+make_ca(dir) writes PEM files into dir and returns {name: (certfile, keyfile)}:
+  ca              the root (ca.pem is what the proxy's ca_file points at)
+  good            SAN mail.test, localhost, 127.0.0.1, ::1; signed by the root
+  wrongname       SAN other.test only
+  selfsigned      self-signed, SAN mail.test
+  expired         notAfter in the past
+  notyet          notBefore in the future
+  cnonly          CN=mail.test, no SAN at all
+  ipOnly          SAN IP:127.0.0.1 only
+  wildcard        SAN *.test
+  chain           leaf (SAN mail.test) + intermediate in one file
+  chain_leafonly  the same leaf without its intermediate
+  untrusted       SAN mail.test, signed by a second CA nobody trusts
+
+CLI: python3 tests/lib/testca.py DIR
+"""
+import datetime
+import ipaddress
+import os
+import sys
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+DAY = datetime.timedelta(days=1)
+
+
+def _key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "smtp-tls-proxy tests"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _san(entries):
+    out = []
+    for e in entries:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(e)))
+        except ValueError:
+            out.append(x509.DNSName(e))
+    return x509.SubjectAlternativeName(out)
+
+
+def _cert(subject_cn, key, issuer_cert, issuer_key, *, ca=False, san=None,
+          not_before=None, not_after=None, pathlen=None):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = _name(subject_cn)
+    b = (x509.CertificateBuilder()
+         .subject_name(subject)
+         .issuer_name(issuer_cert.subject if issuer_cert is not None else subject)
+         .public_key(key.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(not_before or now - DAY)
+         .not_valid_after(not_after or now + 30 * DAY)
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False))
+    if issuer_key is not None and issuer_cert is not None:
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            issuer_cert.public_key()), False)
+    if ca:
+        b = (b.add_extension(x509.BasicConstraints(ca=True, path_length=pathlen), True)
+             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
+                                          False, False), True))
+    else:
+        b = (b.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+             .add_extension(x509.KeyUsage(True, False, False, False, False, False, False,
+                                          False, False), True)
+             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False))
+    if san:
+        b = b.add_extension(_san(san), False)
+    return b.sign(issuer_key or key, hashes.SHA256())
+
+
+def _write(dirname, name, certs, key):
+    cf = os.path.join(dirname, name + ".pem")
+    kf = os.path.join(dirname, name + ".key")
+    with open(cf, "wb") as f:
+        for c in certs:
+            f.write(c.public_bytes(serialization.Encoding.PEM))
+    with open(kf, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    os.chmod(kf, 0o600)
+    return cf, kf
+
+
+def make_ca(dirname):
+    """Write the test PKI into dirname; return {name: (certfile, keyfile)}."""
+    os.makedirs(dirname, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = {}
+    ca_key = _key()
+    ca = _cert("Test Root CA", ca_key, None, None, ca=True)
+    out["ca"] = _write(dirname, "ca", [ca], ca_key)
+
+    def leaf(name, cn, san, **kw):
+        k = _key()
+        out[name] = _write(dirname, name, [_cert(cn, k, ca, ca_key, san=san, **kw)], k)
+
+    leaf("good", "mail.test", ["mail.test", "localhost", "127.0.0.1", "::1"])
+    leaf("wrongname", "other.test", ["other.test"])
+    leaf("expired", "mail.test", ["mail.test", "localhost", "127.0.0.1"],
+         not_before=now - 60 * DAY, not_after=now - 30 * DAY)
+    leaf("notyet", "mail.test", ["mail.test", "localhost", "127.0.0.1"],
+         not_before=now + 30 * DAY, not_after=now + 60 * DAY)
+    leaf("cnonly", "mail.test", None)
+    leaf("ipOnly", "127.0.0.1", ["127.0.0.1"])
+    leaf("wildcard", "*.test", ["*.test"])
+
+    k = _key()
+    out["selfsigned"] = _write(dirname, "selfsigned",
+                               [_cert("mail.test", k, None, None, san=["mail.test"])], k)
+
+    ik = _key()
+    inter = _cert("Test Intermediate CA", ik, ca, ca_key, ca=True, pathlen=0)
+    out["intermediate"] = _write(dirname, "intermediate", [inter], ik)
+    k = _key()
+    lc = _cert("mail.test", k, inter, ik, san=["mail.test", "localhost", "127.0.0.1"])
+    out["chain"] = _write(dirname, "chain", [lc, inter], k)
+    out["chain_leafonly"] = _write(dirname, "chain_leafonly", [lc], k)
+
+    ok = _key()
+    other_ca = _cert("Untrusted Root CA", ok, None, None, ca=True)
+    k = _key()
+    out["untrusted"] = _write(dirname, "untrusted",
+                              [_cert("mail.test", k, other_ca, ok, san=["mail.test"])], k)
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: testca.py DIR")
+    for n, (c, k) in sorted(make_ca(sys.argv[1]).items()):
+        print(n, c, k)
