@@ -40,6 +40,8 @@ static const char *set_allow(struct config *, const char *);
 static const char *set_max_sessions(struct config *, const char *);
 static const char *set_timeout(struct config *, const char *);
 static const char *set_bare_newline(struct config *, const char *);
+static const char *set_workers(struct config *, const char *);
+static const char *set_shutdown_timeout(struct config *, const char *);
 static const char *set_host(struct config *, const char *);
 static const char *set_port(struct config *, const char *);
 static const char *set_tls(struct config *, const char *);
@@ -67,6 +69,8 @@ static const struct {
 	{ "proxy", "max_sessions", "1000", set_max_sessions },
 	{ "proxy", "timeout", "300", set_timeout },
 	{ "proxy", "bare_newline", "normalize", set_bare_newline },
+	{ "proxy", "workers", "auto", set_workers },
+	{ "proxy", "shutdown_timeout", "30", set_shutdown_timeout },
 	{ "upstream", "host", "", set_host },
 	{ "upstream", "port", "587", set_port },
 	{ "upstream", "tls", "", set_tls },
@@ -196,6 +200,23 @@ set_bare_newline(struct config *c, const char *v)
 	else
 		return ("expected normalize or reject");
 	return (NULL);
+}
+
+static const char *
+set_workers(struct config *c, const char *v)
+{
+	if (strcasecmp(v, "auto") == 0) {
+		c->workers = 0;
+		return (NULL);
+	}
+	return (parse_ulong(v, 1, 64, &c->workers) ? "expected auto or 1..64" : NULL);
+}
+
+static const char *
+set_shutdown_timeout(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 0, 3600, &c->shutdown_timeout) ?
+	    "expected seconds, 0..3600" : NULL);
 }
 
 static const char *
@@ -489,7 +510,12 @@ check(struct loader *ld)
 	} else if (c->password[0] != '\0' || c->password_file[0] != '\0')
 		err_add(ld, ld->seen[key_index("username")], "password given without username");
 	if (ld->nerr == 0) {
-		c->tls_up = tlsctx_new_client(c->ca_file, c->verify, c->min_tls, why, sizeof(why));
+		char key[600];
+
+		snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", c->host, c->port, c->server_name,
+		    c->verify, c->min_tls);
+		c->tls_up = tlsctx_new_client(key, c->ca_file, c->verify, c->min_tls, why,
+		    sizeof(why));
 		if (c->tls_up == NULL)
 			err_add(ld, ld->seen[key_index("ca_file")], "ca_file %s: %s",
 			    c->ca_file[0] ? c->ca_file : "(system store)", why);

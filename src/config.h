@@ -36,6 +36,8 @@ struct config {
 	unsigned long	 max_sessions;
 	unsigned long	 timeout;		/* seconds, each wait */
 	enum data_policy bare_newline;
+	unsigned long	 workers;		/* event-loop processes; 0 = one per CPU */
+	unsigned long	 shutdown_timeout;	/* seconds sessions get to finish on stop */
 
 	/* [upstream] */
 	char		 host[256];

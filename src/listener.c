@@ -3,6 +3,7 @@
 #include <netdb.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,32 +14,28 @@
 #include "log.h"
 #include "parse.h"
 #include "session.h"
+#include "stats.h"
 
 /* Accepts per wake-up: enough to drain a burst, few enough to keep the loop fair. */
 #define ACCEPT_BATCH 64
+/* systemd passes sockets from fd 3 on (sd_listen_fds(3)). */
+#define LISTEN_FDS_START 3
 
-struct listener {
+struct lsock {
 	ev_io		 io;
 	int		 fd;
-	char		 name[80];
+	char		 name[80];	/* as logged: the address bound */
+	struct listen_addr spec;	/* as configured; empty for systemd's sockets */
+	int		 inherited;
 	struct listeners *owner;
-	struct listener	*next;
+	struct lsock	*next;
 };
 
 struct listeners {
-	struct ev_loop	*loop;
+	struct ev_loop	*loop;		/* NULL in the main process: it does not accept */
 	struct config	*cfg;
-	struct listener	*list;
-	unsigned long	 nsessions;
+	struct lsock	*list;
 };
-
-static void
-session_done(void *arg)
-{
-	struct listeners *ls = arg;
-
-	ls->nsessions--;
-}
 
 /* Refuse before any upstream contact: one reply, then close. */
 static void
@@ -66,9 +63,16 @@ deny(struct listeners *ls, int fd, const char *client, const char *reason, const
 }
 
 static void
+session_done(void *arg)
+{
+	(void)arg;
+	stats_session_leave();
+}
+
+static void
 on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct listener *li = w->data;
+	struct lsock *li = w->data;
 	struct listeners *ls = li->owner;
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -91,29 +95,56 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			deny(ls, fd, client, "allow", "554 5.7.1", "Access denied");
 			continue;
 		}
-		if (ls->nsessions >= ls->cfg->max_sessions) {
+		if (!stats_session_enter((long)ls->cfg->max_sessions)) {
 			deny(ls, fd, client, "max_sessions", "421 4.3.2",
 			    "Too many connections, try again later");
 			continue;
 		}
-		ls->nsessions++;
 		if (session_start(loop, ls->cfg, fd, (struct sockaddr *)&ss, session_done,
 		    ls) == NULL) {
-			ls->nsessions--;
+			stats_session_leave();
 			log_simple(L_ERROR, "session.start", "out of memory");
 		}
 	}
 }
 
+static struct lsock *
+lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec, int inherited)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct lsock *li;
+	struct logline l;
+
+	if ((li = calloc(1, sizeof(*li))) == NULL)
+		return (NULL);
+	li->fd = fd;
+	li->inherited = inherited;
+	li->owner = ls;
+	if (spec != NULL)
+		li->spec = *spec;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		session_addr_str((struct sockaddr *)&ss, li->name, sizeof(li->name));
+	else
+		snprintf(li->name, sizeof(li->name), "fd%d", fd);
+	ev_io_init(&li->io, on_accept, fd, EV_READ);
+	li->io.data = li;
+	li->next = ls->list;
+	ls->list = li;
+	log_begin(&l, L_INFO, NULL, "proxy.listen");
+	log_str(&l, "addr", li->name);
+	if (inherited)
+		log_str(&l, "from", "systemd");
+	log_end(&l);
+	return (li);
+}
+
+/* Bind one configured address; the socket, or -1 after logging why. */
 static int
-bind_one(struct listeners *ls, const struct listen_addr *a)
+bind_addr(const struct listen_addr *a)
 {
 	struct addrinfo hints, *res = NULL;
-	struct sockaddr_storage ss;
-	struct listener *li;
-	socklen_t sl = sizeof(ss);
 	char port[8], why[300];
-	struct logline l;
 	int fd = -1, one = 1, rc;
 
 	memset(&hints, 0, sizeof(hints));
@@ -133,29 +164,18 @@ bind_one(struct listeners *ls, const struct listen_addr *a)
 		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 511) != 0)
 		goto sysfail;
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-		goto sysfail;
-	if ((li = calloc(1, sizeof(*li))) == NULL)
-		goto sysfail;
-	li->fd = fd;
-	li->owner = ls;
-	session_addr_str((struct sockaddr *)&ss, li->name, sizeof(li->name));
-	ev_io_init(&li->io, on_accept, fd, EV_READ);
-	li->io.data = li;
-	ev_io_start(ls->loop, &li->io);
-	li->next = ls->list;
-	ls->list = li;
 	freeaddrinfo(res);
-	log_begin(&l, L_INFO, NULL, "proxy.listen");
-	log_str(&l, "addr", li->name);
-	log_end(&l);
-	return (0);
+	return (fd);
 sysfail:
 	snprintf(why, sizeof(why), "%s:%d: %s", a->host, a->port, strerror(errno));
 fail:
-	log_begin(&l, L_ERROR, NULL, "proxy.listen");
-	log_str(&l, "msg", why);
-	log_end(&l);
+	{
+		struct logline l;
+
+		log_begin(&l, L_ERROR, NULL, "proxy.listen");
+		log_str(&l, "msg", why);
+		log_end(&l);
+	}
 	if (fd >= 0)
 		close(fd);
 	if (res != NULL)
@@ -163,18 +183,90 @@ fail:
 	return (-1);
 }
 
+/* Does the bound socket ${fd} sit on the configured address ${a}? */
+static int
+same_addr(int fd, const struct listen_addr *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char have[80], want[80];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return (0);
+	session_addr_str((struct sockaddr *)&ss, have, sizeof(have));
+	snprintf(want, sizeof(want), strchr(a->host, ':') ? "[%s]:%d" : "%s:%d", a->host,
+	    a->port);
+	return (strcmp(have, want) == 0);
+}
+
+static struct lsock *
+find(struct listeners *ls, const struct listen_addr *a)
+{
+	struct lsock *li;
+
+	for (li = ls->list; li != NULL; li = li->next) {
+		if (!li->inherited && strcmp(li->spec.host, a->host) == 0 &&
+		    li->spec.port == a->port)
+			return (li);
+		if (li->inherited && same_addr(li->fd, a))
+			return (li);
+	}
+	return (NULL);
+}
+
+static void
+lsock_free(struct listeners *ls, struct lsock *li)
+{
+	if (ls->loop != NULL)
+		ev_io_stop(ls->loop, &li->io);
+	close(li->fd);
+	free(li);
+}
+
+/* Adopt the sockets systemd passed to this process, once. */
+static void
+inherit(struct listeners *ls)
+{
+	const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+	int i, count, fd, fl;
+
+	if (pid == NULL || n == NULL || atol(pid) != (long)getpid())
+		return;
+	count = atoi(n);
+	for (i = 0; i < count && i < 64; i++) {
+		fd = LISTEN_FDS_START + i;
+		fl = fcntl(fd, F_GETFD);
+		if (fl < 0)
+			continue;
+		(void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+		fl = fcntl(fd, F_GETFL);
+		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+		(void)lsock_add(ls, fd, NULL, 1);
+	}
+	/* Our children must not believe these were meant for them. */
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+}
+
 struct listeners *
-listeners_open(struct ev_loop *loop, struct config *cfg)
+listeners_bind(struct config *cfg)
 {
 	struct listeners *ls;
 	size_t i;
+	int fd;
 
 	if ((ls = calloc(1, sizeof(*ls))) == NULL)
 		return (NULL);
-	ls->loop = loop;
 	ls->cfg = config_ref(cfg);
+	inherit(ls);
 	for (i = 0; i < cfg->nlisten; i++) {
-		if (bind_one(ls, &cfg->listen[i]) != 0) {
+		if (find(ls, &cfg->listen[i]) != NULL)
+			continue;
+		if ((fd = bind_addr(&cfg->listen[i])) < 0 ||
+		    lsock_add(ls, fd, &cfg->listen[i], 0) == NULL) {
+			if (fd >= 0)
+				close(fd);
 			listeners_free(ls);
 			return (NULL);
 		}
@@ -182,32 +274,84 @@ listeners_open(struct ev_loop *loop, struct config *cfg)
 	return (ls);
 }
 
-void
-listeners_set_config(struct listeners *ls, struct config *cfg)
+int
+listeners_update(struct listeners *ls, struct config *cfg)
 {
+	struct lsock *added[CONFIG_MAX_LISTEN], *li, **pp;
+	size_t i, nadded = 0, j;
+	int fd, wanted;
+
+	for (i = 0; i < cfg->nlisten; i++) {
+		if (find(ls, &cfg->listen[i]) != NULL)
+			continue;
+		if ((fd = bind_addr(&cfg->listen[i])) < 0 ||
+		    (added[nadded] = lsock_add(ls, fd, &cfg->listen[i], 0)) == NULL) {
+			/* Roll back: the reload is refused as a whole. */
+			if (fd >= 0)
+				close(fd);
+			for (j = 0; j < nadded; j++) {
+				for (pp = &ls->list; *pp != added[j]; pp = &(*pp)->next)
+					;
+				*pp = added[j]->next;
+				lsock_free(ls, added[j]);
+			}
+			return (-1);
+		}
+		nadded++;
+	}
+	for (pp = &ls->list; (li = *pp) != NULL;) {
+		wanted = li->inherited;
+		for (i = 0; i < cfg->nlisten && !wanted; i++)
+			wanted = strcmp(li->spec.host, cfg->listen[i].host) == 0 &&
+			    li->spec.port == cfg->listen[i].port;
+		if (wanted) {
+			pp = &li->next;
+			continue;
+		}
+		*pp = li->next;
+		log_simple(L_INFO, "proxy.unlisten", li->name);
+		lsock_free(ls, li);
+	}
 	config_ref(cfg);
 	config_unref(ls->cfg);
 	ls->cfg = cfg;
+	return (0);
+}
+
+void
+listeners_start(struct listeners *ls, struct ev_loop *loop, struct config *cfg)
+{
+	struct lsock *li;
+
+	ls->loop = loop;
+	config_ref(cfg);
+	config_unref(ls->cfg);
+	ls->cfg = cfg;
+	for (li = ls->list; li != NULL; li = li->next)
+		ev_io_start(loop, &li->io);
 }
 
 void
 listeners_close(struct listeners *ls)
 {
-	struct listener *li, *next;
+	struct lsock *li, *next;
 
 	for (li = ls->list; li != NULL; li = next) {
 		next = li->next;
-		ev_io_stop(ls->loop, &li->io);
-		close(li->fd);
-		free(li);
+		lsock_free(ls, li);
 	}
 	ls->list = NULL;
 }
 
-unsigned long
-listeners_sessions(const struct listeners *ls)
+int
+listeners_count(const struct listeners *ls)
 {
-	return (ls->nsessions);
+	const struct lsock *li;
+	int n = 0;
+
+	for (li = ls->list; li != NULL; li = li->next)
+		n++;
+	return (n);
 }
 
 void

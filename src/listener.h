@@ -6,35 +6,49 @@
 struct config;
 struct listeners;
 
-/**
- * listeners_open(loop, cfg):
- * Bind every listen address of ${cfg} and start accepting; each bound address is
- * logged as proxy.listen with its real port (port 0 picks one). NULL after logging
- * why if any address cannot be bound.
+/*
+ * The listening sockets. The main process binds them (or takes them from systemd
+ * socket activation) and keeps them open across reloads; each worker accepts on
+ * its inherited copies.
  */
-struct listeners *listeners_open(struct ev_loop *loop, struct config *cfg);
 
 /**
- * listeners_set_config(ls, cfg):
- * New sessions use ${cfg} (a reference is taken); running ones keep theirs.
+ * listeners_bind(cfg):
+ * Take the sockets systemd passed ($LISTEN_FDS, for this pid) and bind every
+ * listen address of ${cfg} not among them; each is logged as proxy.listen with its
+ * real port. NULL after logging why if an address cannot be bound.
  */
-void listeners_set_config(struct listeners *ls, struct config *cfg);
+struct listeners *listeners_bind(struct config *cfg);
+
+/**
+ * listeners_update(ls, cfg):
+ * Make the set match ${cfg} for a reload: addresses already open stay open (not
+ * one connection is refused), new ones are bound, dropped ones closed (sockets
+ * from systemd stay). If a new address cannot be bound nothing changes: -1.
+ */
+int listeners_update(struct listeners *ls, struct config *cfg);
+
+/**
+ * listeners_start(ls, loop, cfg):
+ * Accept on every socket in ${loop}, starting sessions with ${cfg}.
+ */
+void listeners_start(struct listeners *ls, struct ev_loop *loop, struct config *cfg);
 
 /**
  * listeners_close(ls):
- * Stop accepting and close the listening sockets; sessions go on.
+ * Stop accepting and close the sockets (this process's copies); sessions go on.
  */
 void listeners_close(struct listeners *ls);
 
 /**
- * listeners_sessions(ls):
- * Sessions running now.
+ * listeners_count(ls):
+ * How many sockets are open.
  */
-unsigned long listeners_sessions(const struct listeners *ls);
+int listeners_count(const struct listeners *ls);
 
 /**
  * listeners_free(ls):
- * Close and free; call when no session is left. NULL is a no-op.
+ * Close and free. NULL is a no-op.
  */
 void listeners_free(struct listeners *ls);
 

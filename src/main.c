@@ -1,12 +1,22 @@
 /*
  * smtp-tls-proxy: plaintext SMTP in, verified TLS out. This file owns the life of
- * the process: command line, configuration, signals, the event loop.
+ * the processes: command line, configuration, signals, workers, systemd.
+ *
+ * The main process binds (or inherits) the listening sockets, then forks the
+ * workers, each one event loop accepting on those sockets. It never touches a
+ * session: it restarts workers that die, and reloads by starting a new
+ * generation of workers with the new configuration while the old one drains,
+ * so the sockets stay open and no connection is refused.
  */
+#include <sys/types.h>
+#include <sys/wait.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -15,17 +25,41 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "notify.h"
 #include "resolve.h"
+#include "session.h"
+#include "stats.h"
 
-#define VERSION "0.1.0"
+#define VERSION "0.2.0"
 #define DEFAULT_CONFIG "/etc/smtp-tls-proxy/smtp-tls-proxy.ini"
-/* How long running sessions get to finish after SIGTERM. */
-#define SHUTDOWN_SECONDS 30.
+#define MAX_WORKERS 64
+/* Restarts faster than this many per 10 s mean a worker dies at start: slow down. */
+#define RESTART_BURST 5
 
+struct worker {
+	pid_t		 pid;
+	int		 generation;
+	ev_child	 child;
+};
+
+static struct ev_loop *loop;
 static struct config *cfg;
 static struct listeners *listeners;
-static ev_timer drain_timer;
-static ev_tstamp stop_deadline;
+static struct worker workers[MAX_WORKERS];
+static int generation;
+static int stopping;
+static ev_signal sig_term, sig_int, sig_hup;
+static ev_timer status_timer, watchdog_timer, stop_timer, restart_timer;
+static double watchdog_interval;
+static ev_tstamp restart_window;
+static int restarts;
+
+/* Worker-side state. */
+static ev_signal w_term, w_int;
+static ev_timer w_drain;
+static ev_tstamp w_deadline;
+
+static void spawn(int slot);
 
 static void
 usage(FILE *f)
@@ -37,51 +71,305 @@ usage(FILE *f)
 	    "  -h       this help\n");
 }
 
+static int
+nworkers(const struct config *c)
+{
+	long n = c->workers;
+
+	if (n == 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return (n > MAX_WORKERS ? MAX_WORKERS : (int)n);
+}
+
+/* --- worker ------------------------------------------------------------ */
+
 static void
-on_drain_check(struct ev_loop *loop, ev_timer *w, int revents)
+w_check(struct ev_loop *l, ev_timer *w, int revents)
 {
 	(void)w;
 	(void)revents;
-	if (listeners_sessions(listeners) == 0 || ev_now(loop) >= stop_deadline)
-		ev_break(loop, EVBREAK_ALL);
+	if (session_count() > 0 && ev_now(l) >= w_deadline) {
+		/* Time is up: idle sessions get 421; unfinished messages are not delivered. */
+		session_shutdown_all();
+	}
+	if (session_count() == 0)
+		ev_break(l, EVBREAK_ALL);
 }
 
 static void
-on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+w_stop(struct ev_loop *l, ev_signal *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	if (ev_is_active(&w_drain))
+		return;
+	/* Stop accepting (the main process keeps the sockets), finish what runs. */
+	listeners_close(listeners);
+	w_deadline = ev_now(l) + (ev_tstamp)cfg->shutdown_timeout;
+	ev_timer_init(&w_drain, w_check, 0., 0.1);
+	ev_timer_start(l, &w_drain);
+}
+
+static void
+worker_main(void)
 {
 	struct logline l;
+	int i;
 
-	(void)revents;
-	log_begin(&l, L_INFO, NULL, "proxy.stop");
-	log_str(&l, "signal", w->signum == SIGTERM ? "TERM" : "INT");
-	log_num(&l, "sessions", (long long)listeners_sessions(listeners));
+	/* Forget everything of the main process's loop but the sockets. */
+	ev_loop_fork(loop);
+	ev_signal_stop(loop, &sig_term);
+	ev_signal_stop(loop, &sig_int);
+	ev_signal_stop(loop, &sig_hup);
+	ev_timer_stop(loop, &status_timer);
+	ev_timer_stop(loop, &watchdog_timer);
+	ev_timer_stop(loop, &stop_timer);
+	ev_timer_stop(loop, &restart_timer);
+	for (i = 0; i < MAX_WORKERS; i++)
+		if (workers[i].pid > 0)
+			ev_child_stop(loop, &workers[i].child);
+	signal(SIGHUP, SIG_IGN);	/* reloads are the main process's business */
+	ev_signal_init(&w_term, w_stop, SIGTERM);
+	ev_signal_init(&w_int, w_stop, SIGINT);
+	ev_signal_start(loop, &w_term);
+	ev_signal_start(loop, &w_int);
+	resolve_init(loop);
+	listeners_start(listeners, loop, cfg);
+	log_begin(&l, L_INFO, NULL, "worker.start");
+	log_num(&l, "pid", (long long)getpid());
+	log_num(&l, "generation", generation);
 	log_end(&l);
-	listeners_close(listeners);
-	stop_deadline = ev_now(loop) + SHUTDOWN_SECONDS;
-	ev_timer_init(&drain_timer, on_drain_check, 0., 0.1);
-	ev_timer_start(loop, &drain_timer);
+	ev_run(loop, 0);
+	resolve_shutdown();
+	listeners_free(listeners);
+	config_unref(cfg);
+	ev_loop_destroy(loop);
+	exit(0);
+}
+
+/* --- main process -------------------------------------------------------- */
+
+static void
+status(void)
+{
+	struct stats *st = stats_get();
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "STATUS=sessions=%ld total=%ld messages=%ld failed=%ld "
+	    "workers=%ld", __atomic_load_n(&st->sessions, __ATOMIC_RELAXED),
+	    __atomic_load_n(&st->sessions_total, __ATOMIC_RELAXED),
+	    __atomic_load_n(&st->messages_ok, __ATOMIC_RELAXED),
+	    __atomic_load_n(&st->messages_failed, __ATOMIC_RELAXED), st->workers);
+	notify_send(msg);
 }
 
 static void
-on_reload(struct ev_loop *loop, ev_signal *w, int revents)
+on_status(struct ev_loop *l, ev_timer *w, int revents)
 {
-	char errs[4096], *line, *save = NULL;
-	struct config *n;
-
-	(void)loop;
+	(void)l;
 	(void)w;
 	(void)revents;
+	status();
+}
+
+static void
+on_watchdog(struct ev_loop *l, ev_timer *w, int revents)
+{
+	(void)l;
+	(void)w;
+	(void)revents;
+	notify_send("WATCHDOG=1");
+}
+
+static int
+live_workers(void)
+{
+	int i, n = 0;
+
+	for (i = 0; i < MAX_WORKERS; i++)
+		n += workers[i].pid > 0;
+	return (n);
+}
+
+static void
+signal_generation(int gen, int sig)
+{
+	int i;
+
+	for (i = 0; i < MAX_WORKERS; i++)
+		if (workers[i].pid > 0 && (gen < 0 || workers[i].generation == gen))
+			kill(workers[i].pid, sig);
+}
+
+static void
+on_restart_timer(struct ev_loop *l, ev_timer *w, int revents)
+{
+	int i, want = nworkers(cfg), have = 0;
+
+	(void)l;
+	(void)w;
+	(void)revents;
+	for (i = 0; i < MAX_WORKERS; i++)
+		have += workers[i].pid > 0 && workers[i].generation == generation;
+	for (i = 0; i < MAX_WORKERS && have < want && !stopping; i++) {
+		if (workers[i].pid == 0) {
+			spawn(i);
+			have++;
+		}
+	}
+}
+
+static void
+on_child(struct ev_loop *l, ev_child *w, int revents)
+{
+	struct worker *wk = w->data;
+	struct logline lg;
+	int st = w->rstatus, expected;
+
+	(void)revents;
+	ev_child_stop(l, w);
+	expected = stopping || wk->generation != generation;
+	log_begin(&lg, expected && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? L_INFO : L_ERROR,
+	    NULL, "worker.exit");
+	log_num(&lg, "pid", (long long)wk->pid);
+	log_num(&lg, "generation", wk->generation);
+	if (WIFEXITED(st))
+		log_num(&lg, "status", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		log_str(&lg, "signal", strsignal(WTERMSIG(st)));
+	log_str(&lg, "restart", expected ? "no" : "yes");
+	log_end(&lg);
+	wk->pid = 0;
+	stats_get()->workers = live_workers();
+	if (stopping) {
+		if (live_workers() == 0)
+			ev_break(l, EVBREAK_ALL);
+		return;
+	}
+	if (expected)
+		return;
+	/* A worker that died took its sessions with it; the others keep serving. */
+	if (ev_now(l) - restart_window > 10.) {
+		restart_window = ev_now(l);
+		restarts = 0;
+	}
+	if (++restarts > RESTART_BURST) {
+		ev_timer_stop(l, &restart_timer);
+		ev_timer_set(&restart_timer, 1., 0.);
+		ev_timer_start(l, &restart_timer);
+		return;
+	}
+	spawn((int)(wk - workers));
+}
+
+static void
+spawn(int slot)
+{
+	struct worker *wk = &workers[slot];
+	pid_t pid;
+
+	fflush(NULL);
+	if ((pid = fork()) < 0) {
+		log_simple(L_ERROR, "worker.fork", strerror(errno));
+		ev_timer_stop(loop, &restart_timer);
+		ev_timer_set(&restart_timer, 1., 0.);
+		ev_timer_start(loop, &restart_timer);
+		return;
+	}
+	if (pid == 0)
+		worker_main();
+	wk->pid = pid;
+	wk->generation = generation;
+	ev_child_init(&wk->child, on_child, pid, 0);
+	wk->child.data = wk;
+	ev_child_start(loop, &wk->child);
+	stats_get()->workers = live_workers();
+}
+
+static void
+spawn_generation(void)
+{
+	int i, n = nworkers(cfg), made = 0;
+
+	generation++;
+	for (i = 0; i < MAX_WORKERS && made < n; i++) {
+		if (workers[i].pid == 0) {
+			spawn(i);
+			made++;
+		}
+	}
+}
+
+static void
+on_stop_timeout(struct ev_loop *l, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	/* Workers bound their own drain; this only catches one that hangs. */
+	signal_generation(-1, SIGKILL);
+	ev_break(l, EVBREAK_ALL);
+}
+
+static void
+on_stop(struct ev_loop *l, ev_signal *w, int revents)
+{
+	struct logline lg;
+
+	(void)revents;
+	if (stopping)
+		return;
+	stopping = 1;
+	notify_send("STOPPING=1");
+	log_begin(&lg, L_INFO, NULL, "proxy.stop");
+	log_str(&lg, "signal", w->signum == SIGTERM ? "TERM" : "INT");
+	log_num(&lg, "sessions", __atomic_load_n(&stats_get()->sessions, __ATOMIC_RELAXED));
+	log_num(&lg, "shutdown_timeout", (long long)cfg->shutdown_timeout);
+	log_end(&lg);
+	signal_generation(-1, SIGTERM);
+	listeners_close(listeners);
+	ev_timer_init(&stop_timer, on_stop_timeout, (ev_tstamp)cfg->shutdown_timeout + 10., 0.);
+	ev_timer_start(l, &stop_timer);
+	if (live_workers() == 0)
+		ev_break(l, EVBREAK_ALL);
+}
+
+static void
+on_reload(struct ev_loop *l, ev_signal *w, int revents)
+{
+	char errs[4096], msg[128], *line, *save = NULL;
+	struct timespec ts;
+	struct config *n;
+	int old = generation;
+
+	(void)w;
+	(void)revents;
+	if (stopping)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%lld",
+	    (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	notify_send(msg);
 	if ((n = config_load(cfg->path, errs, sizeof(errs))) == NULL) {
 		for (line = strtok_r(errs, "\n", &save); line != NULL;
 		    line = strtok_r(NULL, "\n", &save))
 			log_simple(L_ERROR, "config.reload-refused", line);
-		return;
+	} else if (listeners_update(listeners, n) != 0) {
+		log_simple(L_ERROR, "config.reload-refused", "a new listen address cannot be bound");
+		config_unref(n);
+	} else {
+		log_init(n->log_level, n->log_format);
+		config_unref(cfg);
+		cfg = n;
+		/* The new generation accepts at once; the old one stops accepting and drains. */
+		spawn_generation();
+		signal_generation(old, SIGTERM);
+		log_simple(L_INFO, "config.reload", cfg->path);
 	}
-	log_init(n->log_level, n->log_format);
-	listeners_set_config(listeners, n);
-	config_unref(cfg);
-	cfg = n;
-	log_simple(L_INFO, "config.reload", cfg->path);
+	notify_send("READY=1");
+	status();
+	(void)l;
 }
 
 int
@@ -90,8 +378,6 @@ main(int argc, char **argv)
 	const char *path = DEFAULT_CONFIG;
 	char errs[8192];
 	int ch, check = 0;
-	struct ev_loop *loop;
-	ev_signal sterm, sint, shup;
 	struct logline l;
 
 	while ((ch = getopt(argc, argv, "c:thV")) != -1) {
@@ -127,18 +413,22 @@ main(int argc, char **argv)
 		return (0);
 	}
 	log_init(cfg->log_level, cfg->log_format);
+	watchdog_interval = notify_init();
 	signal(SIGPIPE, SIG_IGN);
+	if (stats_init() != 0) {
+		log_simple(L_ERROR, "proxy.start", "cannot map shared counters");
+		return (1);
+	}
 	loop = EV_DEFAULT;
-	if (resolve_init(loop) != 0)
+	if ((listeners = listeners_bind(cfg)) == NULL)
 		return (1);
-	if ((listeners = listeners_open(loop, cfg)) == NULL)
-		return (1);
-	ev_signal_init(&sterm, on_stop, SIGTERM);
-	ev_signal_init(&sint, on_stop, SIGINT);
-	ev_signal_init(&shup, on_reload, SIGHUP);
-	ev_signal_start(loop, &sterm);
-	ev_signal_start(loop, &sint);
-	ev_signal_start(loop, &shup);
+	ev_signal_init(&sig_term, on_stop, SIGTERM);
+	ev_signal_init(&sig_int, on_stop, SIGINT);
+	ev_signal_init(&sig_hup, on_reload, SIGHUP);
+	ev_signal_start(loop, &sig_term);
+	ev_signal_start(loop, &sig_int);
+	ev_signal_start(loop, &sig_hup);
+	ev_timer_init(&restart_timer, on_restart_timer, 1., 0.);
 	log_begin(&l, L_INFO, NULL, "proxy.start");
 	log_str(&l, "version", VERSION);
 	log_str(&l, "config", cfg->path);
@@ -147,17 +437,24 @@ main(int argc, char **argv)
 	log_str(&l, "tls", config_tls_str(cfg->tls));
 	log_str(&l, "verify", cfg->verify ? "yes" : "no");
 	log_str(&l, "auth", cfg->username[0] ? "proxy" : "client");
+	log_num(&l, "workers", nworkers(cfg));
 	log_end(&l);
+	spawn_generation();
+	/* Every socket is bound and the config loaded: connections queue until accepted. */
+	notify_send("READY=1");
+	status();
+	ev_timer_init(&status_timer, on_status, 2., 2.);
+	ev_timer_start(loop, &status_timer);
+	if (watchdog_interval > 0) {
+		ev_timer_init(&watchdog_timer, on_watchdog, 0., watchdog_interval);
+		ev_timer_start(loop, &watchdog_timer);
+	}
 	ev_run(loop, 0);
 	log_begin(&l, L_INFO, NULL, "proxy.exit");
-	log_num(&l, "sessions", (long long)listeners_sessions(listeners));
+	log_num(&l, "sessions", __atomic_load_n(&stats_get()->sessions, __ATOMIC_RELAXED));
 	log_end(&l);
-	resolve_shutdown();
-	if (listeners_sessions(listeners) == 0) {
-		/* Free everything so valgrind can vouch for the long-lived paths. */
-		listeners_free(listeners);
-		config_unref(cfg);
-		ev_loop_destroy(loop);
-	}
+	listeners_free(listeners);
+	config_unref(cfg);
+	ev_loop_destroy(loop);
 	return (0);
 }

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "session.h"
 #include "smtp.h"
+#include "stats.h"
 #include "upstream.h"
 
 #define CL_INCAP	(64 * 1024)
@@ -93,7 +94,11 @@ struct session {
 	const char	*end_reason;
 	session_done_cb	*done;
 	void		*done_arg;
+	struct session	*prev, *next;	/* every session of this process, for shutdown */
 };
+
+static struct session *sessions;
+static unsigned long nsessions;
 
 static void cl_event(struct conn *, int, void *);
 static void upstream_lost(struct session *);
@@ -143,6 +148,13 @@ leave(struct session *s)
 {
 	if (--s->depth > 0 || !s->dead)
 		return;
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	nsessions--;
 	ev_timer_stop(s->loop, &s->timer);
 	config_unref(s->cfg);
 	if (s->done != NULL)
@@ -165,6 +177,7 @@ log_message(struct session *s, const char *reply, size_t len, const char *result
 	log_strn(&l, "reply", reply, len);
 	log_str(&l, "result", result);
 	log_end(&l);
+	stats_message(strcmp(result, "ok") == 0);
 }
 
 /* The session is over: close what is open and log it; freed when the handlers unwind. */
@@ -1006,6 +1019,11 @@ session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct soc
 	ev_init(&s->timer, on_timeout);
 	s->timer.repeat = (ev_tstamp)cfg->timeout;
 	s->timer.data = s;
+	s->next = sessions;
+	if (sessions != NULL)
+		sessions->prev = s;
+	sessions = s;
+	nsessions++;
 	log_begin(&l, L_INFO, s->sid, "session.open");
 	log_str(&l, "client", s->client);
 	log_end(&l);
@@ -1016,4 +1034,33 @@ session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct soc
 		leave(s);
 	}
 	return (s);
+}
+
+unsigned long
+session_count(void)
+{
+	return (nsessions);
+}
+
+void
+session_shutdown_all(void)
+{
+	struct session *s, *next;
+	char r[512];
+
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		enter(s);
+		if (s->state == S_DATA)
+			log_message(s, "proxy shutting down during DATA", 31, "aborted");
+		else if (s->qlen > 0 && s->q[s->qhead].kind == P_DOT)
+			log_message(s, "proxy shutting down before the upstream's reply", 47,
+			    "tempfail");
+		fmt_reply(s, r, sizeof(r), "421 4.3.2", "Service shutting down, try again later");
+		/* Mid-DATA close_with() resets the upstream: nothing half-sent is delivered. */
+		close_with(s, s->state == S_CLOSING ? NULL : r, "shutdown");
+		if (!s->dead)
+			end(s, "shutdown");
+		leave(s);
+	}
 }

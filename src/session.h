@@ -26,4 +26,17 @@ struct session *session_start(struct ev_loop *loop, struct config *cfg, int fd,
  */
 void session_addr_str(const struct sockaddr *sa, char *out, size_t size);
 
+/**
+ * session_count():
+ * Sessions of this process that have not ended.
+ */
+unsigned long session_count(void);
+
+/**
+ * session_shutdown_all():
+ * End every session now: "421 4.3.2" to the client; a message not yet ended is
+ * aborted upstream without its final dot (the client has no 250, so it retries).
+ */
+void session_shutdown_all(void);
+
 #endif

@@ -7,13 +7,81 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "stats.h"
 #include "tlsctx.h"
 
 struct tlsctx {
 	SSL_CTX		*ctx;
 	SSL_SESSION	*session;	/* the newest session the upstream gave us */
+	unsigned long	 share_gen;	/* of the shared copy t->session came from */
+	char		 key[600];	/* which upstream: sessions never cross to another */
 	int		 verify;
 };
+
+/* 0 when locked; -1 after a bounded spin (a worker that died holding it must not hang the rest). */
+static int
+share_lock(struct tls_share *sh)
+{
+	long i;
+
+	for (i = 0; i < 1000000; i++)
+		if (!__atomic_test_and_set(&sh->lock, __ATOMIC_ACQUIRE))
+			return (0);
+	return (-1);
+}
+
+static void
+share_unlock(struct tls_share *sh)
+{
+	__atomic_clear(&sh->lock, __ATOMIC_RELEASE);
+}
+
+/* Publish ${sess} to the other workers (a few hundred bytes, under a spin lock). */
+static void
+share_put(struct tlsctx *t, SSL_SESSION *sess)
+{
+	struct tls_share *sh = &stats_get()->tls;
+	unsigned char der[sizeof(sh->der)], *p = der;
+	int n = i2d_SSL_SESSION(sess, NULL);
+
+	if (n <= 0 || (size_t)n > sizeof(der) || i2d_SSL_SESSION(sess, &p) != n)
+		return;
+	if (share_lock(sh) != 0)
+		return;
+	memcpy(sh->der, der, (size_t)n);
+	sh->len = (unsigned)n;
+	memcpy(sh->key, t->key, sizeof(sh->key));
+	t->share_gen = ++sh->gen;
+	share_unlock(sh);
+	OPENSSL_cleanse(der, (size_t)n);
+}
+
+/* Take a newer session another worker published for the same upstream. */
+static void
+share_get(struct tlsctx *t)
+{
+	struct tls_share *sh = &stats_get()->tls;
+	unsigned char der[sizeof(sh->der)];
+	const unsigned char *p = der;
+	SSL_SESSION *sess;
+	unsigned len = 0;
+
+	if (__atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE) == t->share_gen)
+		return;
+	if (share_lock(sh) != 0)
+		return;
+	if (memcmp(sh->key, t->key, sizeof(sh->key)) == 0) {
+		len = sh->len;
+		memcpy(der, sh->der, len);
+	}
+	t->share_gen = sh->gen;
+	share_unlock(sh);
+	if (len == 0 || (sess = d2i_SSL_SESSION(NULL, &p, (long)len)) == NULL)
+		return;
+	OPENSSL_cleanse(der, len);
+	SSL_SESSION_free(t->session);
+	t->session = sess;
+}
 
 static int tlsctx_index = -1;
 
@@ -32,6 +100,7 @@ new_session_cb(SSL *ssl, SSL_SESSION *sess)
 		return (0);
 	SSL_SESSION_free(t->session);
 	t->session = copy;
+	share_put(t, copy);
 	return (0);
 }
 
@@ -52,7 +121,8 @@ tlsctx_errors(char *buf, size_t size)
 }
 
 struct tlsctx *
-tlsctx_new_client(const char *ca_file, int verify, int min_tls, char *err, size_t errsize)
+tlsctx_new_client(const char *key, const char *ca_file, int verify, int min_tls, char *err,
+    size_t errsize)
 {
 	struct tlsctx *t;
 	char why[512];
@@ -64,6 +134,7 @@ tlsctx_new_client(const char *ca_file, int verify, int min_tls, char *err, size_
 		return (NULL);
 	}
 	t->verify = verify;
+	snprintf(t->key, sizeof(t->key), "%s", key);
 	ERR_clear_error();
 	if ((t->ctx = SSL_CTX_new(TLS_client_method())) == NULL)
 		goto fail;
@@ -128,6 +199,7 @@ tlsctx_ssl(struct tlsctx *t, const char *server_name, char *err, size_t errsize)
 		    SSL_set1_host(ssl, server_name) != 1)
 			goto fail;
 	}
+	share_get(t);
 	if (t->session != NULL) {
 		/*
 		 * Resume from a private copy: OpenSSL marks the session of a connection

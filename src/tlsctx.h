@@ -22,13 +22,15 @@ struct tls_report {
 };
 
 /**
- * tlsctx_new_client(ca_file, verify, min_tls, err, errsize):
+ * tlsctx_new_client(key, ca_file, verify, min_tls, err, errsize):
  * A client context: chain checked against ${ca_file} (the system store when empty),
  * peer verification when ${verify}, at least ${min_tls} (e.g. TLS1_2_VERSION), and a
- * one-entry session cache for resumption. NULL with a reason in ${err} on failure.
+ * one-entry session cache for resumption, shared between workers through the
+ * stats mapping under ${key} (naming the upstream: a session is only offered to
+ * the server it came from). NULL with a reason in ${err} on failure.
  */
-struct tlsctx *tlsctx_new_client(const char *ca_file, int verify, int min_tls, char *err,
-    size_t errsize);
+struct tlsctx *tlsctx_new_client(const char *key, const char *ca_file, int verify,
+    int min_tls, char *err, size_t errsize);
 
 /**
  * tlsctx_free(t):

@@ -13,7 +13,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 
 import pytest
 
@@ -26,7 +25,6 @@ import postfix as postfix_mod  # noqa: E402
 import testca  # noqa: E402
 
 PROXY_BIN = os.environ.get("PROXY_BIN") or os.path.join(REPO, "build", "smtp-tls-proxy")
-SENDER = "device@legacy.test"
 
 
 @pytest.fixture(scope="session")
@@ -57,19 +55,6 @@ def postfix(pki):
         if pf.pgid is not None:
             left = postfix_mod.live_processes(pf.pgid)
             assert not left, "Postfix processes survived stop: %s" % left
-
-
-def new_marker():
-    return "e2e-" + uuid.uuid4().hex
-
-
-def swaks(port, marker, *extra, to=None, timeout=60):
-    """One swaks session to 127.0.0.1:port carrying marker in Subject and body."""
-    cmd = ["swaks", "--server", "127.0.0.1", "--port", str(port), "--timeout", "15",
-           "--helo", "legacy.test", "--from", SENDER, "--to", to or "inbox@example.test",
-           "--header", "Subject: " + marker, "--body", "body " + marker, *extra]
-    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 class Proxy:

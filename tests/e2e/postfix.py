@@ -244,15 +244,36 @@ class Postfix:
         # and modes Postfix insists on (post-install create-missing).
         r = self._postfix("check")
         if r.returncode != 0:
-            raise PostfixError("postfix check failed:\n" + r.stdout + r.stderr)
+            raise PostfixError("postfix check failed:\n" + r.stdout)
 
     def _postfix(self, *args):
-        return subprocess.run([POSTFIX, "-c", self.etc, *args], capture_output=True,
-                              text=True, timeout=60, env=self._env())
+        """Run a postfix(1) command.  Postfix commands print errors only when
+        stderr is a terminal (else syslog, absent in a container), so give
+        them a pty and collect what they say."""
+        ptm, pts = os.openpty()
+        try:
+            r = subprocess.run([POSTFIX, "-c", self.etc, *args], stdin=subprocess.DEVNULL,
+                               stdout=pts, stderr=pts, timeout=60, env=self._env())
+            os.close(pts)
+            pts = None
+            out = b""
+            while True:  # the output is a few lines; EIO/empty read = child gone
+                try:
+                    chunk = os.read(ptm, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            r.stdout = out.decode(errors="replace")
+            return r
+        finally:
+            os.close(ptm)
+            if pts is not None:
+                os.close(pts)
 
     def _env(self):
-        env = dict(os.environ, MAIL_CONFIG=self.etc)
-        return env
+        return dict(os.environ, MAIL_CONFIG=self.etc)
 
     # ---- lifecycle ---------------------------------------------------------
 

@@ -6,12 +6,28 @@ through the proxy, so a delivered message means the proxy did TLS and AUTH.
 """
 import email
 import re
+import subprocess
 import time
+import uuid
 
 import pytest
 
-from conftest import new_marker, swaks
 from postfix import PostfixError
+
+SENDER = "device@legacy.test"
+
+
+def new_marker():
+    return "e2e-" + uuid.uuid4().hex
+
+
+def swaks(port, marker, *extra, timeout=60):
+    """One swaks session to 127.0.0.1:port carrying marker in Subject and body."""
+    cmd = ["swaks", "--server", "127.0.0.1", "--port", str(port), "--timeout", "15",
+           "--helo", "legacy.test", "--from", SENDER, "--to", "inbox@example.test",
+           "--header", "Subject: " + marker, "--body", "body " + marker, *extra]
+    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def delivered(postfix, marker, context):

@@ -43,7 +43,7 @@ def test_upstream_starttls_records_session_exactly(certs, upstream):
     with smtplib.SMTP("127.0.0.1", up.port, local_hostname="client.test", timeout=10) as s:
         s.ehlo()
         assert s.has_extn("starttls") and not s.has_extn("auth")
-        s._host = "mail.test"
+        s._host = "mail.test"          # smtplib sends SNI for its _host only
         s.starttls(context=ctx)
         s.ehlo()
         assert s.has_extn("chunking") and "PLAIN" in s.esmtp_features["auth"]

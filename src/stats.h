@@ -1,0 +1,53 @@
+#ifndef STATS_H
+#define STATS_H
+
+/*
+ * Counters shared by the main process and every worker (one anonymous shared
+ * mapping made before the workers are forked): the global session limit and
+ * the live figures in the systemd STATUS= line.
+ */
+/* The newest upstream TLS session, serialised, so every worker can resume it. */
+struct tls_share {
+	int		 lock;
+	unsigned long	 gen;
+	char		 key[600];	/* host, port, server name it belongs to */
+	unsigned	 len;
+	unsigned char	 der[8192];
+};
+
+struct stats {
+	long	 sessions;	/* running now, all workers */
+	long	 sessions_total;
+	long	 messages_ok;
+	long	 messages_failed;
+	long	 workers;
+	struct tls_share tls;
+};
+
+/**
+ * stats_init():
+ * Map the shared counters; 0 or -1. Before it, every counter works per process.
+ */
+int stats_init(void);
+
+/**
+ * stats_get():
+ * The counters (shared once stats_init() succeeded).
+ */
+struct stats *stats_get(void);
+
+/**
+ * stats_session_enter(max), stats_session_leave():
+ * Count a new session unless ${max} are already running (then 0 is returned and
+ * nothing counted); 1 when counted. Leave uncounts one.
+ */
+int stats_session_enter(long max);
+void stats_session_leave(void);
+
+/**
+ * stats_message(ok):
+ * Count one message outcome.
+ */
+void stats_message(int ok);
+
+#endif
