@@ -29,7 +29,7 @@ struct loader {
 	size_t		 errsize, errlen;
 	int		 nerr;
 	int		 seen[64];	/* line each key was set on, 0 = default */
-	int		 section_line[3];
+	int		 section_line[4];
 };
 
 typedef const char *(*setter)(struct config *, const char *);
@@ -54,6 +54,11 @@ static const char *set_password(struct config *, const char *);
 static const char *set_password_file(struct config *, const char *);
 static const char *set_auth_mechanism(struct config *, const char *);
 static const char *set_level(struct config *, const char *);
+static const char *set_max_recipients(struct config *, const char *);
+static const char *set_max_message_size(struct config *, const char *);
+static const char *set_max_per_client(struct config *, const char *);
+static const char *set_max_errors(struct config *, const char *);
+static const char *set_min_data_rate(struct config *, const char *);
 static const char *set_format(struct config *, const char *);
 
 /* Every key, its section and its default, in one place; conf/smtp-tls-proxy.ini mirrors it. */
@@ -82,12 +87,17 @@ static const struct {
 	{ "upstream", "password", "", set_password },
 	{ "upstream", "password_file", "", set_password_file },
 	{ "upstream", "auth_mechanism", "auto", set_auth_mechanism },
+	{ "limits", "max_recipients", "100", set_max_recipients },
+	{ "limits", "max_message_size", "52428800", set_max_message_size },
+	{ "limits", "max_sessions_per_client", "50", set_max_per_client },
+	{ "limits", "max_errors", "20", set_max_errors },
+	{ "limits", "min_data_rate", "256", set_min_data_rate },
 	{ "log", "level", "info", set_level },
 	{ "log", "format", "text", set_format },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *sections[] = { "proxy", "upstream", "log" };
+static const char *sections[] = { "proxy", "upstream", "log", "limits" };
 
 static void
 err_add(struct loader *ld, int line, const char *fmt, ...)
@@ -260,10 +270,31 @@ set_verify(struct config *c, const char *v)
 	return (parse_bool(v, &c->verify) ? "expected yes or no" : NULL);
 }
 
+/*
+ * Copy a path, expanding ${CREDENTIALS_DIRECTORY}: under systemd, LoadCredential=
+ * puts secrets there and the unit cannot know the directory in advance.
+ */
+static const char *
+copy_path(char *dst, size_t size, const char *v)
+{
+	static const char var[] = "${CREDENTIALS_DIRECTORY}";
+	const char *at = strstr(v, var), *dir;
+	int n;
+
+	if (at == NULL)
+		return (copy(dst, size, v));
+	if ((dir = getenv("CREDENTIALS_DIRECTORY")) == NULL)
+		return ("${CREDENTIALS_DIRECTORY} is not set (set LoadCredential= in the unit)");
+	n = snprintf(dst, size, "%.*s%s%s", (int)(at - v), v, dir, at + sizeof(var) - 1);
+	if (n < 0 || (size_t)n >= size)
+		return ("value too long");
+	return (NULL);
+}
+
 static const char *
 set_ca_file(struct config *c, const char *v)
 {
-	return (copy(c->ca_file, sizeof(c->ca_file), v));
+	return (copy_path(c->ca_file, sizeof(c->ca_file), v));
 }
 
 static const char *
@@ -293,7 +324,7 @@ set_password(struct config *c, const char *v)
 static const char *
 set_password_file(struct config *c, const char *v)
 {
-	return (copy(c->password_file, sizeof(c->password_file), v));
+	return (copy_path(c->password_file, sizeof(c->password_file), v));
 }
 
 static const char *
@@ -308,6 +339,43 @@ set_auth_mechanism(struct config *c, const char *v)
 	else
 		return ("expected auto, plain or login");
 	return (NULL);
+}
+
+static const char *
+set_max_recipients(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 1, 100000, &c->max_recipients) ? "expected 1..100000" : NULL);
+}
+
+static const char *
+set_max_message_size(struct config *c, const char *v)
+{
+	unsigned long n;
+
+	if (parse_ulong(v, 0, 4294967295UL, &n) != 0)
+		return ("expected bytes, 0..4294967295 (0: the upstream's SIZE only)");
+	c->max_message_size = n;
+	return (NULL);
+}
+
+static const char *
+set_max_per_client(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 1, 1000000, &c->max_sessions_per_client) ?
+	    "expected 1..1000000" : NULL);
+}
+
+static const char *
+set_max_errors(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 1, 10000, &c->max_errors) ? "expected 1..10000" : NULL);
+}
+
+static const char *
+set_min_data_rate(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 0, 100000000, &c->min_data_rate) ?
+	    "expected bytes per second (0: no minimum)" : NULL);
 }
 
 static const char *

@@ -52,6 +52,13 @@ struct config {
 	char		 password_file[PATH_MAX];
 	enum up_auth	 auth_mechanism;
 
+	/* [limits] */
+	unsigned long	 max_recipients;
+	unsigned long long max_message_size;	/* bytes; 0 = only the upstream's SIZE */
+	unsigned long	 max_sessions_per_client;
+	unsigned long	 max_errors;
+	unsigned long	 min_data_rate;		/* bytes/s after the first 30 s of DATA */
+
 	/* [log] */
 	enum log_level	 log_level;
 	enum log_format	 log_format;

@@ -63,9 +63,10 @@ deny(struct listeners *ls, int fd, const char *client, const char *reason, const
 }
 
 static void
-session_done(void *arg)
+session_done(void *arg, const struct sockaddr *peer)
 {
 	(void)arg;
+	stats_client_leave(peer);
 	stats_session_leave();
 }
 
@@ -100,8 +101,16 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			    "Too many connections, try again later");
 			continue;
 		}
+		if (!stats_client_enter((struct sockaddr *)&ss,
+		    (long)ls->cfg->max_sessions_per_client)) {
+			stats_session_leave();
+			deny(ls, fd, client, "max_sessions_per_client", "421 4.7.0",
+			    "Too many connections from your address, try again later");
+			continue;
+		}
 		if (session_start(loop, ls->cfg, fd, (struct sockaddr *)&ss, session_done,
 		    ls) == NULL) {
+			stats_client_leave((struct sockaddr *)&ss);
 			stats_session_leave();
 			log_simple(L_ERROR, "session.start", "out of memory");
 		}

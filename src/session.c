@@ -56,7 +56,7 @@ enum pend_kind {
 
 enum local_reply {
 	R_EHLO, R_HELO, R_TOO_LONG, R_BARE, R_UNKNOWN, R_NO_STARTTLS, R_NO_BDAT,
-	R_AUTH_OK, R_EHLO_SYNTAX, R_REJECTED, R_UP_LOST_DATA,
+	R_AUTH_OK, R_EHLO_SYNTAX, R_REJECTED, R_UP_LOST_DATA, R_TOO_MANY_RCPTS, R_TOO_BIG,
 };
 
 struct pend {
@@ -89,11 +89,17 @@ struct session {
 	struct data_scan ds;
 	char		 mail_from[256];
 	unsigned	 rcpts;
+	unsigned	 rcpts_sent;	/* RCPT commands in this transaction */
+	unsigned	 errors;	/* error replies so far */
+	unsigned long long size_limit;	/* bytes a message may have; 0 = no limit */
+	ev_tstamp	 data_start;
+	unsigned	 too_big:1;
 	unsigned long long msg_bytes;
 	unsigned long long cl_in, cl_out, up_in, up_out;	/* of conns already gone */
 	const char	*end_reason;
 	session_done_cb	*done;
 	void		*done_arg;
+	struct sockaddr_storage peer;
 	struct session	*prev, *next;	/* every session of this process, for shutdown */
 };
 
@@ -102,6 +108,9 @@ static unsigned long nsessions;
 
 static void cl_event(struct conn *, int, void *);
 static void upstream_lost(struct session *);
+static void count_error(struct session *);
+static void close_with(struct session *, const char *, const char *);
+static void fmt_reply(struct session *, char *, size_t, const char *, const char *);
 static void up_event(struct conn *, int, void *);
 static void process(struct session *);
 static void client_left(struct session *, const char *);
@@ -137,6 +146,15 @@ new_sid(char *out, size_t size)
 	snprintf(out, size, "%04x%08lx", base & 0xffff, ++counter & 0xffffffffUL);
 }
 
+/* Progress on an SMTP step: a whole command, a reply, body bytes. Partial lines do
+ * not count, so trickling a byte at a time cannot stretch a step past the timeout. */
+static void
+touch(struct session *s)
+{
+	if (s->state != S_CLOSING && !s->dead)
+		ev_timer_again(s->loop, &s->timer);
+}
+
 static void
 enter(struct session *s)
 {
@@ -158,7 +176,7 @@ leave(struct session *s)
 	ev_timer_stop(s->loop, &s->timer);
 	config_unref(s->cfg);
 	if (s->done != NULL)
-		s->done(s->done_arg);
+		s->done(s->done_arg, (struct sockaddr *)&s->peer);
 	free(s);
 }
 
@@ -282,6 +300,18 @@ fmt_reply(struct session *s, char *out, size_t size, const char *code, const cha
 	snprintf(out, size, "%s %s %s\r\n", code, s->cfg->hostname, text);
 }
 
+/* One more error reply; past max_errors the client is told and dropped. */
+static void
+count_error(struct session *s)
+{
+	char r[512];
+
+	if (++s->errors < s->cfg->max_errors || s->state == S_CLOSING || s->dead)
+		return;
+	fmt_reply(s, r, sizeof(r), "421 4.7.0", "Too many errors, closing connection");
+	close_with(s, r, "too-many-errors");
+}
+
 static void
 emit_local(struct session *s, enum local_reply r)
 {
@@ -326,8 +356,18 @@ emit_local(struct session *s, enum local_reply r)
 		snprintf(buf, sizeof(buf), "451 4.4.2 Upstream connection lost during DATA; "
 		    "message not delivered\r\n");
 		break;
+	case R_TOO_MANY_RCPTS:
+		snprintf(buf, sizeof(buf), "452 4.5.3 Too many recipients (limit %lu)\r\n",
+		    s->cfg->max_recipients);
+		break;
+	case R_TOO_BIG:
+		snprintf(buf, sizeof(buf), "552 5.3.4 Message size exceeds fixed limit (%llu "
+		    "bytes)\r\n", s->size_limit);
+		break;
 	}
 	to_client_str(s, buf);
+	if (buf[0] == '4' || buf[0] == '5')
+		count_error(s);
 }
 
 static void
@@ -460,13 +500,19 @@ handle_command(struct session *s, const char *line, size_t len)
 			}
 			push(s, P_EHLO_RSET, cmd.verb, 0);
 			s->in_txn = 0;
+			s->rcpts_sent = 0;
 			return;
 		}
 		local(s, cmd.verb == SMTP_EHLO ? R_EHLO : R_HELO);
 		return;
 	case SMTP_MAIL:
+		if (s->size_limit > 0 && smtp_mail_size(cmd.arg, cmd.arglen) > s->size_limit) {
+			local(s, R_TOO_BIG);
+			return;
+		}
 		s->in_txn = 1;
 		s->rcpts = 0;
+		s->rcpts_sent = 0;
 		s->msg_bytes = 0;
 		if (smtp_path(cmd.arg, cmd.arglen, s->mail_from, sizeof(s->mail_from)) != 0)
 			s->mail_from[0] = '\0';
@@ -474,9 +520,17 @@ handle_command(struct session *s, const char *line, size_t len)
 		return;
 	case SMTP_RSET:
 		s->in_txn = 0;
+		s->rcpts_sent = 0;
 		forward(s, line, len, P_RELAY, cmd.verb);
 		return;
 	case SMTP_RCPT:
+		if (s->rcpts_sent >= s->cfg->max_recipients) {
+			local(s, R_TOO_MANY_RCPTS);
+			return;
+		}
+		s->rcpts_sent++;
+		forward(s, line, len, P_RELAY, cmd.verb);
+		return;
 	case SMTP_NOOP:
 	case SMTP_VRFY:
 	case SMTP_EXPN:
@@ -568,6 +622,7 @@ read_commands(struct session *s)
 		if (s->dead || s->cl == NULL)
 			return;
 		conn_consume(s->cl, len + 2);
+		touch(s);
 	}
 }
 
@@ -610,6 +665,8 @@ start_data(struct session *s)
 {
 	s->state = S_DATA;
 	s->msg_bytes = 0;
+	s->too_big = 0;
+	s->data_start = ev_now(s->loop);
 	data_init(&s->ds, s->cfg->bare_newline);
 }
 
@@ -704,6 +761,8 @@ read_replies(struct session *s)
 			to_client(s, rp, (size_t)n);
 			if (p.verb == SMTP_RCPT && r.code / 100 == 2)
 				s->rcpts++;
+			if (r.code / 100 == 5)
+				count_error(s);
 			if (p.verb == SMTP_QUIT) {
 				conn_consume(s->up, (size_t)n);
 				close_with(s, NULL, "quit");
@@ -714,6 +773,7 @@ read_replies(struct session *s)
 		if (s->dead || s->up == NULL)
 			return;
 		conn_consume(s->up, (size_t)n);
+		touch(s);
 		if (r.code == 421) {
 			/* The upstream is going away; so does this session. */
 			close_with(s, NULL, "upstream-421");
@@ -758,6 +818,31 @@ read_body(struct session *s)
 		conn_consume(s->cl, used);
 		if (s->dead)
 			return;
+		if (used > 0)
+			touch(s);
+		if (s->size_limit > 0 && s->msg_bytes > s->size_limit + 5 && !s->too_big) {
+			/* Over the limit: drop the upstream (no final dot), read on, answer 552. */
+			s->too_big = 1;
+			if (s->up != NULL) {
+				s->up_in += conn_bytes_in(s->up);
+				s->up_out += conn_bytes_out(s->up);
+				conn_abort(s->up);
+				s->up = NULL;
+			}
+		}
+		if (s->cfg->min_data_rate > 0 && !s->ds.done) {
+			ev_tstamp t = ev_now(s->loop) - s->data_start;
+
+			/* A client trickling its body would hold a session and an upstream forever. */
+			if (t > 30. && (double)s->msg_bytes < t * (double)s->cfg->min_data_rate) {
+				char r[512];
+
+				log_message(s, "data rate below min_data_rate", 29, "aborted");
+				fmt_reply(s, r, sizeof(r), "421 4.4.2", "Data rate too low, closing");
+				close_with(s, r, "slow-data");
+				return;
+			}
+		}
 		if (s->ds.bad && s->ds.policy == DATA_REJECT && s->up != NULL) {
 			/* Abort now: without a final dot the upstream delivers nothing. */
 			s->up_in += conn_bytes_in(s->up);
@@ -769,7 +854,12 @@ read_body(struct session *s)
 			continue;
 		s->state = S_CMD;
 		s->in_txn = 0;
-		if (s->ds.bad && s->ds.policy == DATA_REJECT) {
+		s->rcpts_sent = 0;
+		if (s->too_big) {
+			log_message(s, "552 5.3.4 over the size limit (rejected by the proxy)", 53,
+			    "rejected");
+			local(s, R_TOO_BIG);
+		} else if (s->ds.bad && s->ds.policy == DATA_REJECT) {
 			log_message(s, "550 5.5.2 bare CR or LF (rejected by the proxy)", 47,
 			    "rejected");
 			local(s, R_REJECTED);
@@ -855,8 +945,6 @@ cl_event(struct conn *c, int ev, void *arg)
 	struct session *s = arg;
 
 	enter(s);
-	if (ev & (CONN_EV_READ | CONN_EV_DRAIN))
-		ev_timer_again(s->loop, &s->timer);
 	if (ev & CONN_EV_ERROR) {
 		/* Take what the client sent before it failed (its QUIT, its final dot). */
 		if (s->state == S_CMD || s->state == S_DATA)
@@ -921,8 +1009,6 @@ up_event(struct conn *c, int ev, void *arg)
 
 	(void)c;
 	enter(s);
-	if (ev & (CONN_EV_READ | CONN_EV_DRAIN))
-		ev_timer_again(s->loop, &s->timer);
 	if (ev & CONN_EV_ERROR) {
 		/* Replies that arrived just before the failure (a 221, say) still count. */
 		process(s);
@@ -984,6 +1070,14 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 	s->up = up;
 	conn_set_cb(up, up_event, s);
 	s->caps = *caps;
+	/* The smaller of our limit and the upstream's SIZE, and that is what we announce. */
+	s->size_limit = s->cfg->max_message_size;
+	if (caps->size > 0 && (s->size_limit == 0 || caps->size < s->size_limit))
+		s->size_limit = caps->size;
+	if (s->size_limit > 0) {
+		s->caps.flags |= SMTP_CAP_SIZE;
+		s->caps.size = (unsigned long)s->size_limit;
+	}
 	s->state = S_CMD;
 	ev_timer_again(s->loop, &s->timer);
 	fmt_reply(s, greet, sizeof(greet), "220", "ESMTP smtp-tls-proxy");
@@ -1009,6 +1103,8 @@ session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct soc
 	s->done_arg = arg;
 	s->started = ev_now(loop);
 	new_sid(s->sid, sizeof(s->sid));
+	memcpy(&s->peer, peer, peer->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	session_addr_str(peer, s->client, sizeof(s->client));
 	if ((s->cl = conn_new(loop, fd, CL_INCAP, CL_OUTCAP, cl_event, s)) == NULL) {
 		close(fd);

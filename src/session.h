@@ -8,8 +8,8 @@
 struct config;
 struct session;
 
-/* Called once when a session has ended and been freed, so its owner can count it. */
-typedef void session_done_cb(void *arg);
+/* Called once when a session has ended, so its owner can uncount it and its client. */
+typedef void session_done_cb(void *arg, const struct sockaddr *peer);
 
 /**
  * session_start(loop, cfg, fd, peer, done, arg):

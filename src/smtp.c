@@ -78,6 +78,26 @@ smtp_path(const char *arg, size_t len, char *out, size_t size)
 	return (0);
 }
 
+unsigned long long
+smtp_mail_size(const char *arg, size_t len)
+{
+	const char *gt = memchr(arg, '>', len), *p, *end = arg + len;
+	unsigned long long v = 0;
+
+	/* Parameters follow the path; a "SIZE=" inside <...> is part of the address. */
+	for (p = gt ? gt + 1 : arg + 1; p + 5 <= end; p++) {
+		if (p[-1] != ' ' || strncasecmp(p, "SIZE=", 5) != 0)
+			continue;
+		for (p += 5; p < end && isdigit((unsigned char)*p); p++) {
+			if (v > (ULLONG_MAX - 9) / 10)
+				return (ULLONG_MAX);
+			v = v * 10 + (unsigned long long)(*p - '0');
+		}
+		return (v);
+	}
+	return (0);
+}
+
 /* Text of a reply line: printable ASCII, tab, or UTF-8 bytes; no control bytes. */
 static int
 reply_text_ok(const char *p, size_t n)

@@ -60,6 +60,13 @@ void smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd);
  */
 int smtp_path(const char *arg, size_t len, char *out, size_t size);
 
+/**
+ * smtp_mail_size(arg, len):
+ * The SIZE=n parameter of a MAIL FROM: argument (RFC 1870); 0 when absent or
+ * malformed (the upstream judges those), ULLONG_MAX when it overflows.
+ */
+unsigned long long smtp_mail_size(const char *arg, size_t len);
+
 struct smtp_reply {
 	int	 code;		/* 200..599 */
 	int	 nlines;

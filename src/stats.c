@@ -1,6 +1,9 @@
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 
 #include <stddef.h>
+#include <string.h>
 
 #include "stats.h"
 
@@ -47,4 +50,99 @@ void
 stats_message(int ok)
 {
 	__atomic_add_fetch(ok ? &st->messages_ok : &st->messages_failed, 1, __ATOMIC_RELAXED);
+}
+
+/* Probes per lookup: keeps the worst case short; a full run lets the client in. */
+#define PROBES 64
+
+static int
+client_key(const struct sockaddr *sa, unsigned char key[16])
+{
+	static const unsigned char mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
+
+	if (sa->sa_family == AF_INET) {
+		memcpy(key, mapped, 12);
+		memcpy(key + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		return (0);
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+		return (0);
+	}
+	return (-1);
+}
+
+static unsigned
+client_hash(const unsigned char key[16])
+{
+	unsigned h = 2166136261u;
+	int i;
+
+	for (i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return (h);
+}
+
+static int
+clients_lock(void)
+{
+	long i;
+
+	for (i = 0; i < 1000000; i++)
+		if (!__atomic_test_and_set(&st->clients_lock, __ATOMIC_ACQUIRE))
+			return (0);
+	return (-1);
+}
+
+/* Adjust the count of ${sa} by ${delta}; with ${max} > 0, refuse to pass it. */
+static int
+client_add(const struct sockaddr *sa, int delta, long max)
+{
+	unsigned char key[16];
+	struct client_slot *slot, *reuse = NULL;
+	unsigned h, i;
+	int ok = 1;
+
+	if (client_key(sa, key) != 0 || clients_lock() != 0)
+		return (1);
+	h = client_hash(key);
+	for (i = 0; i < PROBES; i++) {
+		slot = &st->clients[(h + i) % STATS_CLIENTS];
+		if (slot->used && memcmp(slot->addr, key, 16) == 0)
+			break;
+		if (reuse == NULL && (!slot->used || slot->count == 0))
+			reuse = slot;	/* a slot at zero can change hands without breaking chains */
+		if (!slot->used)
+			break;
+		slot = NULL;
+	}
+	if (i == PROBES)
+		slot = NULL;
+	if (slot == NULL || !slot->used || memcmp(slot->addr, key, 16) != 0) {
+		if (delta < 0 || reuse == NULL)
+			goto out;
+		slot = reuse;
+		memcpy(slot->addr, key, 16);
+		slot->used = 1;
+		slot->count = 0;
+	}
+	if (delta > 0 && max > 0 && slot->count >= max)
+		ok = 0;
+	else if (delta > 0 || slot->count > 0)
+		slot->count += delta;
+out:
+	__atomic_clear(&st->clients_lock, __ATOMIC_RELEASE);
+	return (ok);
+}
+
+int
+stats_client_enter(const struct sockaddr *sa, long max)
+{
+	return (client_add(sa, 1, max));
+}
+
+void
+stats_client_leave(const struct sockaddr *sa)
+{
+	(void)client_add(sa, -1, 0);
 }

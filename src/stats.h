@@ -15,6 +15,14 @@ struct tls_share {
 	unsigned char	 der[8192];
 };
 
+/* Sessions per client address, shared by every worker (open addressing). */
+#define STATS_CLIENTS	4096
+struct client_slot {
+	unsigned char	 addr[16];	/* IPv4 as ::ffff:a.b.c.d */
+	int		 used;
+	int		 count;
+};
+
 struct stats {
 	long	 sessions;	/* running now, all workers */
 	long	 sessions_total;
@@ -22,6 +30,8 @@ struct stats {
 	long	 messages_failed;
 	long	 workers;
 	struct tls_share tls;
+	int		 clients_lock;
+	struct client_slot clients[STATS_CLIENTS];
 };
 
 /**
@@ -43,6 +53,16 @@ struct stats *stats_get(void);
  */
 int stats_session_enter(long max);
 void stats_session_leave(void);
+
+/**
+ * stats_client_enter(sa, max), stats_client_leave(sa):
+ * Count a session of the client address in ${sa} unless it has ${max} already
+ * (then 0, nothing counted); 1 when counted. IPv4 and v4-mapped IPv6 are one
+ * address. If the table is full or busy the session is let through (1).
+ */
+struct sockaddr;
+int stats_client_enter(const struct sockaddr *sa, long max);
+void stats_client_leave(const struct sockaddr *sa);
 
 /**
  * stats_message(ok):
