@@ -77,7 +77,8 @@ worker(void *arg)
 {
 	struct resolve *r = arg;
 
-	lookup(r, AI_ADDRCONFIG);
+	/* No AI_ADDRCONFIG: an address we cannot reach fails fast and the next is tried. */
+	lookup(r, 0);
 	pthread_mutex_lock(&rlock);
 	r->next = rdone;
 	rdone = r;

@@ -111,7 +111,8 @@ smtpd_recipient_restrictions = permit_sasl_authenticated, reject
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = cyrus
 smtpd_sasl_path = smtpd
-# Debian's smtpd also looks in $config_directory/sasl, so keep both in sync.
+# Debian's smtpd reads smtpd.conf from $config_directory/sasl whatever this
+# says, so point it there too.
 cyrus_sasl_config_path = {d}/etc/sasl
 smtpd_sasl_local_domain = mail.test
 smtpd_sasl_security_options = noanonymous
@@ -334,12 +335,6 @@ class Postfix:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
     # ---- observation -------------------------------------------------------
 
     def log(self):
@@ -385,12 +380,3 @@ class Postfix:
             time.sleep(0.2)
         raise PostfixError("no message with %r delivered within %ss; log tail:\n%s"
                            % (marker, timeout, self.log_tail()))
-
-    def wait_for_log(self, text, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return True
-            time.sleep(0.2)
-        raise PostfixError("%r not in postfix log within %ss; tail:\n%s"
-                           % (text, timeout, self.log_tail()))

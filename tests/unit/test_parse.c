@@ -138,6 +138,18 @@ test_parse_list_empty_item_is_an_error(void **state)
 }
 
 static void
+test_parse_list_trailing_comma_is_an_error(void **state)
+{
+	const char *s = "a, b, ";
+	char item[16];
+
+	(void)state;
+	assert_int_equal(parse_list_next(&s, item, sizeof(item)), 1);
+	assert_string_equal(item, "a");
+	assert_int_equal(parse_list_next(&s, item, sizeof(item)), -1);
+}
+
+static void
 test_parse_list_item_too_long_is_an_error(void **state)
 {
 	const char *s = "abcd,abcde";
@@ -466,6 +478,7 @@ main(void)
 		cmocka_unit_test(test_parse_list_splits_and_trims),
 		cmocka_unit_test(test_parse_list_empty_string_has_no_items),
 		cmocka_unit_test(test_parse_list_empty_item_is_an_error),
+		cmocka_unit_test(test_parse_list_trailing_comma_is_an_error),
 		cmocka_unit_test(test_parse_list_item_too_long_is_an_error),
 		cmocka_unit_test(test_parse_hostport_accepts_v4_name_and_bracketed_v6),
 		cmocka_unit_test(test_parse_hostport_refuses_malformed),

@@ -1,4 +1,6 @@
 /* smtp: command lines, upstream replies, EHLO capabilities. */
+#include <limits.h>
+
 #include "unit.h"
 
 #include "smtp.h"
@@ -653,10 +655,29 @@ test_smtp_ehlo_reply_size_without_limit_and_too_small_buffer(void **state)
 	assert_int_equal(smtp_ehlo_reply(&c, "proxy.test", 0, out, 5), 0);
 }
 
+static void
+test_smtp_mail_size_reads_the_size_parameter_only(void **state)
+{
+	const char *a = "FROM:<a@b> SIZE=12345 BODY=8BITMIME";
+	const char *b = "FROM:<SIZE=99@b> BODY=8BITMIME";
+	const char *c = "FROM:<a@b> size=7";
+	const char *d = "FROM:<a@b> SIZE=99999999999999999999999";
+	const char *e = "FROM:<a@b>";
+
+	(void)state;
+	assert_true(smtp_mail_size(a, strlen(a)) == 12345ULL);
+	assert_true(smtp_mail_size(b, strlen(b)) == 0ULL);	/* inside the path */
+	assert_true(smtp_mail_size(c, strlen(c)) == 7ULL);
+	assert_true(smtp_mail_size(d, strlen(d)) == ULLONG_MAX);
+	assert_true(smtp_mail_size(e, strlen(e)) == 0ULL);
+	assert_true(smtp_mail_size("", 0) == 0ULL);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_smtp_mail_size_reads_the_size_parameter_only),
 		cmocka_unit_test(test_smtp_line_is_clean_refuses_cr_lf_nul),
 		cmocka_unit_test(test_smtp_cmd_parse_verbs_any_case),
 		cmocka_unit_test(test_smtp_cmd_parse_unknown_verbs),

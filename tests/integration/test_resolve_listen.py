@@ -1,0 +1,72 @@
+"""Name resolution (every address tried in turn) and IPv6 listeners."""
+import os
+import socket
+import stat
+
+import pytest
+
+import conftest
+
+
+def _ipv6_loopback():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_upstream_name_resolves_and_next_address_is_tried(upstream, proxy, tmp_path, monkeypatch):
+    """multi.test resolves to a dead address first: the proxy moves on to the live one."""
+    up = upstream("starttls")
+    hosts = tmp_path / "hosts"
+    # ::1 sorts first (RFC 6724) and has nothing on the port: refused, then 127.0.0.1.
+    hosts.write_text("::1 multi.test\n127.0.0.1 multi.test\n")
+    wrapper = tmp_path / "proxy-with-hosts"
+    # A private mount namespace, so only the proxy sees this hosts file.
+    wrapper.write_text("#!/bin/sh\nexec unshare -m sh -c 'mount --bind %s /etc/hosts && "
+                       "exec \"$0\" \"$@\"' %s \"$@\"\n" % (hosts, conftest.PROXY_BIN))
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setattr(conftest, "PROXY_BIN", str(wrapper))
+    px = proxy(up, upstream={"host": "multi.test", "server_name": "mail.test"},
+               log={"level": "debug"})
+    with px.client() as c:
+        assert c.read_reply().code == 220
+        c.expect("QUIT", 221)
+    hs, = px.wait_event("tls.handshake")
+    assert hs["addr"] == "127.0.0.1:%d" % up.port
+    assert hs["upstream"] == "multi.test:%d" % up.port
+    tried = [d for d in px.events("upstream.connect")]
+    assert any("refused" in d.get("msg", "").lower() for d in tried), tried
+
+
+def test_unresolvable_upstream_gives_421(upstream, proxy):
+    up = upstream("starttls")
+    px = proxy(up, upstream={"host": "no-such-host.invalid"})
+    with px.client() as c:
+        r = c.read_reply()
+        assert r.code == 421, r
+    fail, = px.wait_event("upstream.fail")
+    assert fail["reason"] == "resolve"
+    assert up.connections == []
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_ipv6_listener_accepts_and_relays(upstream, proxy):
+    up = upstream("starttls")
+    px = proxy(up, proxy={"listen": "[::1]:0"})
+    addr = [d["addr"] for d in px.events("proxy.listen")]
+    assert addr and addr[0].startswith("[::1]:"), addr
+    port = int(addr[0].rsplit(":", 1)[1])
+    s = socket.create_connection(("::1", port), timeout=10)
+    try:
+        assert s.recv(512).startswith(b"220 ")
+        s.sendall(b"QUIT\r\n")
+        assert s.recv(512).startswith(b"221")
+    finally:
+        s.close()
+    opened, = px.wait_event("session.open")
+    assert opened["client"].startswith("[::1]:")
