@@ -1,6 +1,9 @@
 # smtp-tls-proxy — GNU make, no autotools.
 #   make              build build/smtp-tls-proxy
-#   make test         install missing Debian packages, build, run every test
+#   make test         install missing Debian packages; every suite on the normal build,
+#                     again under ASan+UBSan, the integration suite under valgrind, and
+#                     each fuzzer for FUZZ_SMOKE seconds (what CI runs)
+#   make check        every suite once, on this build (SANITIZE=1 for ASan+UBSan)
 #   make demo         build and show one message going through a local TLS server
 #   make SANITIZE=1   ASan + UBSan build (objects in build/san/)
 
@@ -36,10 +39,12 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 # Debian packages: build, tests (real TLS, Postfix, swaks, pytest) and demo.
 DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev
 DEPS_TEST  := libcmocka-dev python3 python3-pytest python3-cryptography swaks openssl \
-              postfix sasl2-bin libsasl2-modules clang
+              postfix sasl2-bin libsasl2-modules clang valgrind iproute2 systemd groff-base \
+              strace man-db
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test unit integration e2e demo clean check-config
+.PHONY: all deps test check unit integration adversarial service e2e valgrind demo clean
+FUZZ_SMOKE ?= 20
 
 all: $(BIN)
 
@@ -74,17 +79,43 @@ deps:
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+PYTEST := $(PYTHON) -m pytest -q -p no:cacheprovider
+
 integration: $(BIN)
-	PROXY_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) tests/integration
+
+adversarial: $(BIN)
+	PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) tests/adversarial
+
+service: $(BIN)
+	PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) tests/service
 
 e2e: $(BIN)
-	PROXY_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+	PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) tests/e2e
+
+# The integration suite with every daemon process under valgrind: any memory
+# error or definite leak makes the daemon exit 99, which the tests catch.
+valgrind: $(BIN)
+	rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
+	printf '#!/bin/sh\nexec valgrind -q --trace-children=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --log-file=$(CURDIR)/$(BUILD)/valgrind/vg.%%p.log $(CURDIR)/$(BIN) "$$@"\n' > $(BUILD)/valgrind/proxy
+	chmod +x $(BUILD)/valgrind/proxy
+	PROXY_BIN=$(CURDIR)/$(BUILD)/valgrind/proxy VALGRIND=1 $(PYTEST) tests/integration
+	@if cat $(BUILD)/valgrind/vg.*.log 2>/dev/null | grep -q .; then \
+	  cat $(BUILD)/valgrind/vg.*.log; echo "valgrind: errors above"; exit 1; fi
+	@echo "valgrind: 0 errors"
+
+SUITES := $(wildcard tests/integration tests/adversarial tests/service tests/e2e)
+
+# One pytest per suite: each has its own conftest.
+check: all
+	$(MAKE) unit
+	@set -e; for s in $(SUITES); do echo "== $$s"; PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) $$s; done
 
 test: deps
-	$(MAKE) all
-	$(MAKE) unit
-	$(MAKE) integration
-	$(MAKE) e2e
+	$(MAKE) check
+	$(MAKE) check SANITIZE=1
+	$(MAKE) valgrind
+	$(if $(wildcard tests/fuzz/fuzz.mk),$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SMOKE))
 
 demo: deps
 	$(MAKE) all
@@ -92,3 +123,7 @@ demo: deps
 
 clean:
 	rm -rf build
+
+# Fragments: install/uninstall, fuzzers.
+-include mk/install.mk
+-include tests/fuzz/fuzz.mk

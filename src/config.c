@@ -537,6 +537,7 @@ check(struct loader *ld)
 	int upline = ld->section_line[1];
 	size_t i;
 
+	c->listen_explicit = ld->seen[key_index("listen")] != 0;
 	if (c->host[0] == '\0')
 		err_add(ld, upline, "[upstream] host is required");
 	if (!ld->seen[key_index("tls")])

@@ -30,6 +30,7 @@ struct config {
 	/* [proxy] */
 	struct listen_addr listen[CONFIG_MAX_LISTEN];
 	size_t		 nlisten;
+	int		 listen_explicit;	/* set in the file, not the default */
 	char		 hostname[256];
 	struct cidr	 allow[CONFIG_MAX_ALLOW];
 	size_t		 nallow;

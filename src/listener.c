@@ -223,6 +223,17 @@ find(struct listeners *ls, const struct listen_addr *a)
 	return (NULL);
 }
 
+static int
+has_inherited(const struct listeners *ls)
+{
+	const struct lsock *li;
+
+	for (li = ls->list; li != NULL; li = li->next)
+		if (li->inherited)
+			return (1);
+	return (0);
+}
+
 static void
 lsock_free(struct listeners *ls, struct lsock *li)
 {
@@ -263,13 +274,15 @@ listeners_bind(struct config *cfg)
 {
 	struct listeners *ls;
 	size_t i;
-	int fd;
+	int fd, own;
 
 	if ((ls = calloc(1, sizeof(*ls))) == NULL)
 		return (NULL);
 	ls->cfg = config_ref(cfg);
 	inherit(ls);
-	for (i = 0; i < cfg->nlisten; i++) {
+	/* Under socket activation the default addresses are not wanted as well. */
+	own = !has_inherited(ls) || cfg->listen_explicit;
+	for (i = 0; i < cfg->nlisten && own; i++) {
 		if (find(ls, &cfg->listen[i]) != NULL)
 			continue;
 		if ((fd = bind_addr(&cfg->listen[i])) < 0 ||
@@ -288,9 +301,9 @@ listeners_update(struct listeners *ls, struct config *cfg)
 {
 	struct lsock *added[CONFIG_MAX_LISTEN], *li, **pp;
 	size_t i, nadded = 0, j;
-	int fd, wanted;
+	int fd, wanted, own = !has_inherited(ls) || cfg->listen_explicit;
 
-	for (i = 0; i < cfg->nlisten; i++) {
+	for (i = 0; i < cfg->nlisten && own; i++) {
 		if (find(ls, &cfg->listen[i]) != NULL)
 			continue;
 		if ((fd = bind_addr(&cfg->listen[i])) < 0 ||
@@ -310,7 +323,7 @@ listeners_update(struct listeners *ls, struct config *cfg)
 	}
 	for (pp = &ls->list; (li = *pp) != NULL;) {
 		wanted = li->inherited;
-		for (i = 0; i < cfg->nlisten && !wanted; i++)
+		for (i = 0; i < cfg->nlisten && !wanted && own; i++)
 			wanted = strcmp(li->spec.host, cfg->listen[i].host) == 0 &&
 			    li->spec.port == cfg->listen[i].port;
 		if (wanted) {

@@ -8,6 +8,7 @@
  * generation of workers with the new configuration while the old one drains,
  * so the sockets stay open and no connection is refused.
  */
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -56,8 +57,14 @@ static int restarts;
 
 /* Worker-side state. */
 static ev_signal w_term, w_int;
-static ev_timer w_drain;
+static ev_timer w_drain, w_beat;
 static ev_tstamp w_deadline;
+static int w_slot;
+static pid_t main_pid;
+static int hung_killed;
+
+/* A worker whose loop has not beaten for this long is stuck: it is killed and replaced. */
+#define STUCK_SECONDS 15.
 
 static void spawn(int slot);
 
@@ -112,11 +119,39 @@ w_stop(struct ev_loop *l, ev_signal *w, int revents)
 	ev_timer_start(l, &w_drain);
 }
 
+/* Monotonic seconds: a wall-clock step must not make every worker look stuck. */
+static long
+mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((long)ts.tv_sec);
+}
+
 static void
-worker_main(void)
+w_heartbeat(struct ev_loop *l, ev_timer *w, int revents)
+{
+	(void)l;
+	(void)w;
+	(void)revents;
+	__atomic_store_n(&stats_get()->beat[w_slot], mono(), __ATOMIC_RELAXED);
+}
+
+static void
+worker_main(int slot)
 {
 	struct logline l;
 	int i;
+
+	w_slot = slot;
+	/*
+	 * If the main process dies outright (SIGKILL, OOM), drain and go rather than
+	 * serve on unsupervised, holding the sockets a new instance needs.
+	 */
+	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != main_pid)
+		raise(SIGTERM);
 
 	/* Forget everything of the main process's loop but the sockets. */
 	ev_loop_fork(loop);
@@ -137,6 +172,8 @@ worker_main(void)
 	ev_signal_start(loop, &w_int);
 	resolve_init(loop);
 	listeners_start(listeners, loop, cfg);
+	ev_timer_init(&w_beat, w_heartbeat, 0., 1.);
+	ev_timer_start(loop, &w_beat);
 	log_begin(&l, L_INFO, NULL, "worker.start");
 	log_num(&l, "pid", (long long)getpid());
 	log_num(&l, "generation", generation);
@@ -165,13 +202,39 @@ status(void)
 	notify_send(msg);
 }
 
+/* Kill a worker whose event loop stopped beating; on_child() replaces it. */
+static void
+check_stuck(void)
+{
+	struct stats *st = stats_get();
+	struct logline lg;
+	long beat;
+	int i;
+
+	for (i = 0; i < MAX_WORKERS; i++) {
+		if (workers[i].pid <= 0 || workers[i].generation != generation)
+			continue;
+		beat = __atomic_load_n(&st->beat[i], __ATOMIC_RELAXED);
+		if (beat == 0 || mono() - beat < (long)STUCK_SECONDS)
+			continue;
+		log_begin(&lg, L_ERROR, NULL, "worker.stuck");
+		log_num(&lg, "pid", (long long)workers[i].pid);
+		log_num(&lg, "seconds", (long long)(mono() - beat));
+		log_end(&lg);
+		st->beat[i] = 0;
+		kill(workers[i].pid, SIGKILL);
+	}
+}
+
 static void
 on_status(struct ev_loop *l, ev_timer *w, int revents)
 {
-	(void)l;
 	(void)w;
 	(void)revents;
+	(void)l;
 	status();
+	if (!stopping)
+		check_stuck();
 }
 
 static void
@@ -271,6 +334,8 @@ spawn(int slot)
 	pid_t pid;
 
 	fflush(NULL);
+	/* Before the fork: the worker's first beat is not due for a second. */
+	stats_get()->beat[slot] = 0;
 	if ((pid = fork()) < 0) {
 		log_simple(L_ERROR, "worker.fork", strerror(errno));
 		ev_timer_stop(loop, &restart_timer);
@@ -279,7 +344,7 @@ spawn(int slot)
 		return;
 	}
 	if (pid == 0)
-		worker_main();
+		worker_main(slot);
 	wk->pid = pid;
 	wk->generation = generation;
 	ev_child_init(&wk->child, on_child, pid, 0);
@@ -308,6 +373,10 @@ on_stop_timeout(struct ev_loop *l, ev_timer *w, int revents)
 	(void)w;
 	(void)revents;
 	/* Workers bound their own drain; this only catches one that hangs. */
+	if (live_workers() > 0) {
+		hung_killed = 1;
+		log_simple(L_ERROR, "proxy.stop", "a worker did not finish in time; killed");
+	}
 	signal_generation(-1, SIGKILL);
 	ev_break(l, EVBREAK_ALL);
 }
@@ -420,6 +489,7 @@ main(int argc, char **argv)
 		return (1);
 	}
 	loop = EV_DEFAULT;
+	main_pid = getpid();
 	if ((listeners = listeners_bind(cfg)) == NULL)
 		return (1);
 	ev_signal_init(&sig_term, on_stop, SIGTERM);
@@ -456,5 +526,5 @@ main(int argc, char **argv)
 	listeners_free(listeners);
 	config_unref(cfg);
 	ev_loop_destroy(loop);
-	return (0);
+	return (hung_killed ? 1 : 0);
 }

@@ -29,6 +29,7 @@ struct stats {
 	long	 messages_ok;
 	long	 messages_failed;
 	long	 workers;
+	long	 beat[64];	/* each worker slot's last heartbeat, ev_now() seconds */
 	struct tls_share tls;
 	int		 clients_lock;
 	struct client_slot clients[STATS_CLIENTS];

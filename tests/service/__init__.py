@@ -1,0 +1,1 @@
+"""Service tests (a package, so its conftest does not shadow the other suites' conftest)."""
