@@ -93,7 +93,7 @@ buf_append(struct buf *b, const void *p, size_t n)
 void
 buf_consume(struct buf *b, size_t n)
 {
-	if (b->secret)
+	if (b->secret && b->len > 0)
 		OPENSSL_cleanse(b->data + b->off, n < b->len ? n : b->len);
 	if (n >= b->len) {
 		/* Empty: give the memory back so idle peers cost nothing. */

@@ -282,6 +282,9 @@ do_read(struct conn *c)
 		conn_fail(c, "read: ", strerror(errno));
 		return (any);
 	}
+	/* A read that got nothing must not leave 16 KiB reserved on an idle connection. */
+	if (buf_len(&c->in) == 0)
+		buf_free(&c->in);
 	return (any);
 }
 

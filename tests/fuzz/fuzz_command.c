@@ -1,7 +1,8 @@
 /*
  * fuzz_command: a client's command line (CRLF removed) through smtp_line_is_clean(),
- * smtp_cmd_parse() and smtp_path().
+ * smtp_cmd_parse(), smtp_mail_size() and smtp_path().
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,32 @@
 #include "smtp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/*
+ * SIZE=n as RFC 1870 puts it: a " SIZE=" (any case) after the path's '>' (anywhere
+ * past the first byte when there is none), then digits. smtp.c's overflow test is
+ * one digit cautious, so values from ULLONG_MAX - 5 up read as ULLONG_MAX too.
+ */
+static unsigned long long
+model_mail_size(const char *a, size_t n)
+{
+	const char *gt = memchr(a, '>', n);
+	size_t i = gt ? (size_t)(gt - a) + 1 : 1, j;
+	unsigned __int128 v = 0;
+	const unsigned __int128 cap = ULLONG_MAX - 5;
+
+	for (; i + 5 <= n; i++) {
+		if (a[i - 1] != ' ' || strncasecmp(a + i, "SIZE=", 5) != 0)
+			continue;
+		for (j = i + 5; j < n && a[j] >= '0' && a[j] <= '9'; j++) {
+			v = v * 10 + (unsigned)(a[j] - '0');
+			if (v >= cap)
+				return (ULLONG_MAX);
+		}
+		return ((unsigned long long)v);
+	}
+	return (0);
+}
 
 static const char *const names[] = {
 	"HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "VRFY", "EXPN",
@@ -63,6 +90,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	if (!known && cmd.verb != SMTP_UNKNOWN)
+		abort();
+
+	if (smtp_mail_size(cmd.arg, cmd.arglen) != model_mail_size(cmd.arg, cmd.arglen))
 		abort();
 
 	memset(out, 0xA5, outsize);

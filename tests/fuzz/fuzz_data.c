@@ -177,7 +177,7 @@ run(enum data_policy pol, unsigned pattern, const uint8_t *in, size_t n, char *o
 			chunk = pattern;		/* fixed: 1..7 bytes */
 		else {
 			rnd = rnd * 1103515245u + 12345u;
-			chunk = (rnd >> 16) % (1u + (pattern & 0x3f));	/* 0 included */
+			chunk = (rnd >> 16) % (2u + (pattern & 0x3f));	/* 0 included */
 		}
 		if (chunk > n - pos)
 			chunk = n - pos;
