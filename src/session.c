@@ -290,7 +290,11 @@ close_with(struct session *s, const char *reply, const char *reason)
 	}
 	/* Bound the wait for a client that does not read its last reply. */
 	ev_timer_stop(s->loop, &s->timer);
-	ev_timer_set(&s->timer, 10., 10.);
+	{
+		ev_tstamp t = s->cfg->timeout < 10 ? (ev_tstamp)s->cfg->timeout : 10.;
+
+		ev_timer_set(&s->timer, t, t);
+	}
 	ev_timer_start(s->loop, &s->timer);
 }
 
@@ -730,7 +734,8 @@ read_replies(struct session *s)
 			return;
 		}
 		(void)pop(s);
-		debug_line(s, "upstream.reply", rp, (size_t)n - 2, 0);
+		/* A reply inside an AUTH exchange may quote credentials: its code only. */
+		debug_line(s, "upstream.reply", rp, p.kind == P_AUTH ? 3 : (size_t)n - 2, 0);
 		switch (p.kind) {
 		case P_EHLO_RSET:
 			emit_local(s, p.verb == SMTP_EHLO ? R_EHLO : R_HELO);
@@ -812,6 +817,9 @@ read_body(struct session *s)
 			if (got < DATA_OUT_MAX(chunk))
 				chunk = (got - 4) / 2;
 			used = data_scan(&s->ds, in, chunk, out, &outlen);
+			/* Over the limit: this chunk (it may hold the final dot) never goes out. */
+			if (s->size_limit > 0 && s->msg_bytes + used > s->size_limit + 3)
+				outlen = 0;
 			conn_wcommit(s->up, outlen);
 		}
 		s->msg_bytes += used;
@@ -820,7 +828,8 @@ read_body(struct session *s)
 			return;
 		if (used > 0)
 			touch(s);
-		if (s->size_limit > 0 && s->msg_bytes > s->size_limit + 5 && !s->too_big) {
+		/* msg_bytes counts the terminating ".\r\n": the message itself is 3 less. */
+		if (s->size_limit > 0 && s->msg_bytes > s->size_limit + 3 && !s->too_big) {
 			/* Over the limit: drop the upstream (no final dot), read on, answer 552. */
 			s->too_big = 1;
 			if (s->up != NULL) {

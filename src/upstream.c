@@ -243,17 +243,57 @@ send_b64(struct upstream *u, const char *s, enum up_state next)
 	OPENSSL_cleanse(line, sizeof(line));
 }
 
+/* Overwrite every occurrence of ${needle} in ${s} (${n} bytes) with '*'. */
+static void
+redact(char *s, size_t n, const char *needle)
+{
+	size_t nl = strlen(needle), i;
+
+	if (nl == 0 || nl > n)
+		return;
+	for (i = 0; i + nl <= n; i++)
+		if (memcmp(s + i, needle, nl) == 0)
+			memset(s + i, '*', nl);
+}
+
+/* A server may quote the AUTH line in its refusal: never log the credentials with it. */
+static void
+redact_secrets(struct upstream *u, char *s, size_t n)
+{
+	char enc[1400];
+	size_t el;
+
+	redact(s, n, u->cfg->password);
+	if (auth_plain(u->cfg->username, u->cfg->password, enc, sizeof(enc)) == 0)
+		redact(s, n, enc);
+	if (auth_b64(u->cfg->password, enc, sizeof(enc)) == 0) {
+		redact(s, n, enc);
+		for (el = strlen(enc); el > 0 && enc[el - 1] == '='; el--)
+			enc[el - 1] = '\0';
+		redact(s, n, enc);
+	}
+	OPENSSL_cleanse(enc, sizeof(enc));
+}
+
 static void
 auth_done(struct upstream *u, const char *reply, size_t len, int ok)
 {
+	char shown[SMTP_REPLY_MAX];
+	size_t n = len >= 2 ? len - 2 : len;
 	struct logline l;
 
 	log_begin(&l, ok ? L_INFO : L_WARN, u->sid, ok ? "auth.ok" : "auth.fail");
 	log_str(&l, "upstream", u->cfg->host);
 	log_str(&l, "user", u->cfg->username);
 	log_str(&l, "mechanism", u->state == UP_SEND_PLAIN ? "PLAIN" : "LOGIN");
-	if (!ok)
-		log_strn(&l, "reply", reply, len >= 2 ? len - 2 : len);
+	if (!ok) {
+		if (n > sizeof(shown))
+			n = sizeof(shown);
+		memcpy(shown, reply, n);
+		redact_secrets(u, shown, n);
+		log_strn(&l, "reply", shown, n);
+		OPENSSL_cleanse(shown, n);
+	}
 	log_end(&l);
 	if (ok)
 		up_ready(u);

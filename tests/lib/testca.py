@@ -14,6 +14,14 @@ make_ca(dir) writes PEM files into dir and returns {name: (certfile, keyfile)}:
   chain           leaf (SAN mail.test) + intermediate in one file
   chain_leafonly  the same leaf without its intermediate
   untrusted       SAN mail.test, signed by a second CA nobody trusts
+  partialwild     SAN m*.test (a partial-label wildcard)
+  partialwild3    SAN m*.example.test (a partial-label wildcard OpenSSL would otherwise honour)
+  wildsub         SAN *.mail.test (matches a.mail.test only)
+  clientonly      SAN mail.test, extendedKeyUsage clientAuth only
+  noncaissuer     leaf (SAN mail.test) + its issuer, a CA:FALSE certificate, in one file
+  dnsip           SAN DNS:127.0.0.1 (an address spelt as a DNS name, no IP entry)
+  rsa1024         SAN mail.test on a 1024-bit RSA key
+  sha1            SAN mail.test, signed with SHA-1
 
 CLI: python3 tests/lib/testca.py DIR
 """
@@ -21,10 +29,11 @@ import datetime
 import ipaddress
 import os
 import sys
+import warnings
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DAY = datetime.timedelta(days=1)
@@ -50,7 +59,8 @@ def _san(entries):
 
 
 def _cert(subject_cn, key, issuer_cert, issuer_key, *, ca=False, san=None,
-          not_before=None, not_after=None, pathlen=None):
+          not_before=None, not_after=None, pathlen=None, eku=None, hash_alg=None,
+          san_ext=None):
     now = datetime.datetime.now(datetime.timezone.utc)
     subject = _name(subject_cn)
     b = (x509.CertificateBuilder()
@@ -72,10 +82,13 @@ def _cert(subject_cn, key, issuer_cert, issuer_key, *, ca=False, san=None,
         b = (b.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
              .add_extension(x509.KeyUsage(True, False, False, False, False, False, False,
                                           False, False), True)
-             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False))
+             .add_extension(x509.ExtendedKeyUsage(eku or [ExtendedKeyUsageOID.SERVER_AUTH]),
+                            False))
     if san:
         b = b.add_extension(_san(san), False)
-    return b.sign(issuer_key or key, hashes.SHA256())
+    if san_ext is not None:
+        b = b.add_extension(san_ext, False)
+    return b.sign(issuer_key or key, hash_alg or hashes.SHA256())
 
 
 def _write(dirname, name, certs, key):
@@ -126,6 +139,24 @@ def make_ca(dirname):
     lc = _cert("mail.test", k, inter, ik, san=["mail.test", "localhost", "127.0.0.1"])
     out["chain"] = _write(dirname, "chain", [lc, inter], k)
     out["chain_leafonly"] = _write(dirname, "chain_leafonly", [lc], k)
+
+    leaf("partialwild", "m*.test", ["m*.test"])
+    leaf("partialwild3", "m*.example.test", ["m*.example.test"])
+    leaf("wildsub", "*.mail.test", ["*.mail.test"])
+    leaf("clientonly", "mail.test", ["mail.test"], eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    leaf("dnsip", "127.0.0.1", None,
+         san_ext=x509.SubjectAlternativeName([x509.DNSName("127.0.0.1")]))
+    with warnings.catch_warnings():     # SHA-1 is deprecated: that is the point
+        warnings.simplefilter("ignore")
+        leaf("sha1", "mail.test", ["mail.test"], hash_alg=hashes.SHA1())
+    k = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    out["rsa1024"] = _write(dirname, "rsa1024",
+                            [_cert("mail.test", k, ca, ca_key, san=["mail.test"])], k)
+    fk = _key()
+    fake = _cert("Not A CA", fk, ca, ca_key, san=["notaca.test"])    # CA:FALSE
+    k = _key()
+    out["noncaissuer"] = _write(dirname, "noncaissuer",
+                                [_cert("mail.test", k, fake, fk, san=["mail.test"]), fake], k)
 
     ok = _key()
     other_ca = _cert("Untrusted Root CA", ok, None, None, ca=True)

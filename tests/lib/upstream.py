@@ -19,17 +19,33 @@ Stages (for close_at / rst_at / stall_at, fault fires AFTER the reply of that st
   data       354 sent
   body       some body bytes read, end of data not yet seen
   dot        final dot read, BEFORE the reply
+  dot_reply  the reply to the final dot sent (the message is recorded)
 
 override={stage: bytes} replaces the reply of a stage with raw bytes (greeting, ehlo, helo,
 starttls, tls_ehlo, auth, mail, rcpt, data, dot, rset, noop, quit).  A STARTTLS override that
 starts with b"220" is followed by the handshake (or by the plaintext
 handshake_garbage bytes, when given); a DATA override that does not start with
 b"354" does not enter the data phase.
+
+More faults (adversarial suite):
+  notify_at=stage     TLS close_notify (SSL shutdown) after that stage, then close
+  garbage_at=stage    a garbage TLS application-data record written on the raw socket
+                      after that stage; then wait for the peer to go away
+  inject_after={stage: (delay, bytes)}   after the reply of stage (or the 220 to
+                      STARTTLS, before the handshake), wait delay seconds and send bytes in
+                      their own segment (over TLS when TLS is up)
+  reply_delay={stage: seconds}           wait before sending the reply of stage
+  pipeline_probe=s    before every reply over TLS wait s seconds and record in
+                      conn.pipelined any command bytes that arrived ahead of that reply
+  drip_delay, drip_stages                with drip: seconds per byte, and the stages dripped
+                      (None = every reply)
+  ciphers             server cipher string (e.g. "DEFAULT:@SECLEVEL=0" for weak keys)
 """
 import argparse
 import base64
 import os
 import random
+import select
 import signal
 import socket
 import ssl
@@ -99,6 +115,8 @@ class Conn:
         self.mail_params = b""
         self.rcpts = []
         self.greeted = False
+        self.pipelined = []             # (stage, bytes) that arrived before that stage's reply
+        self.stage = None               # the stage whose reply is being sent
 
     @property
     def transcript(self):
@@ -121,7 +139,9 @@ class Upstream:
                  implicit_plaintext=False, inject_after_starttls=b"", close_at=None,
                  rst_at=None, stall_at=None, auth_fail=False, override=None,
                  rcpt_replies=None, drip=False, io_timeout=30, on_message=None,
-                 hostname="mail.test", handshake_garbage=None):
+                 hostname="mail.test", handshake_garbage=None, notify_at=None,
+                 garbage_at=None, inject_after=None, reply_delay=None, pipeline_probe=0.0,
+                 drip_delay=0.002, drip_stages=None, ciphers=None):
         assert mode in ("starttls", "implicit")
         self.mode = mode
         self.caps = list(DEFAULT_CAPS if caps is None else caps)
@@ -141,6 +161,11 @@ class Upstream:
         self.on_message = on_message
         self.hostname = hostname
         self.handshake_garbage = handshake_garbage
+        self.notify_at, self.garbage_at = notify_at, garbage_at
+        self.inject_after = dict(inject_after or {})
+        self.reply_delay = dict(reply_delay or {})
+        self.pipeline_probe = pipeline_probe
+        self.drip_delay, self.drip_stages = drip_delay, drip_stages
         self.connections = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -148,9 +173,11 @@ class Upstream:
         self.ctx = None
         if certfile:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.ctx.load_cert_chain(certfile, keyfile)
-            if (min_tls or "1.2") < "1.2" or (max_tls or "1.3") < "1.2":
+            if ciphers:     # before the key is loaded: the security level checks it
+                self.ctx.set_ciphers(ciphers)
+            elif (min_tls or "1.2") < "1.2" or (max_tls or "1.3") < "1.2":
                 self.ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+            self.ctx.load_cert_chain(certfile, keyfile)
             with warnings.catch_warnings():     # TLS 1.0/1.1 are deprecated: that's the point
                 warnings.simplefilter("ignore", DeprecationWarning)
                 if min_tls:
@@ -252,18 +279,58 @@ class Upstream:
             raise Closed("rst at " + stage)
         if self.close_at == stage:
             raise Closed("closed at " + stage)
+        if self.notify_at == stage and c.tls:
+            c.sock.settimeout(1)
+            try:
+                c.sock = c.sock.unwrap()    # close_notify out; the peer's may not come
+            except (OSError, ValueError):
+                pass
+            raise Closed("close_notify at " + stage)
+        if self.garbage_at == stage:
+            # A record no TLS stack can decrypt, bypassing ours; then wait for the peer.
+            os.write(c.sock.fileno(), b"\x17\x03\x03\x00\x20" + os.urandom(32))
+            select.select([c.sock.fileno()], [], [], self.io_timeout)
+            raise Closed("garbage record at " + stage)
+        if stage in self.inject_after:
+            delay, data = self.inject_after[stage]
+            time.sleep(delay)
+            c.sock.sendall(data)
 
-    def _send(self, c, data):
-        if self.drip:
+    def _send(self, c, data, stage=None):
+        if self.drip and (self.drip_stages is None or stage in self.drip_stages):
             for i in range(len(data)):
                 c.sock.sendall(data[i:i + 1])
-                time.sleep(0.002)
+                time.sleep(self.drip_delay)
         else:
             c.sock.sendall(data)
 
+    def _probe(self, c, stage):
+        """Before a reply: wait, pull in whatever already arrived, and record commands that
+        came ahead of the reply (pipelining)."""
+        if stage in self.reply_delay:
+            time.sleep(self.reply_delay[stage])
+        if not (self.pipeline_probe and c.tls):
+            return
+        time.sleep(self.pipeline_probe)
+        c.sock.settimeout(0.0)
+        try:
+            while True:
+                data = c.sock.recv(65536)
+                if not data:
+                    break
+                c.raw_tls.extend(data)
+                c.buf.extend(data)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+        finally:
+            c.sock.settimeout(self.io_timeout)
+        if c.buf:
+            c.pipelined.append((stage, bytes(c.buf)))
+
     def _reply(self, c, stage, default, fault=True):
         data = self.override.get(stage, default)
-        self._send(c, data)
+        self._probe(c, stage)
+        self._send(c, data, stage)
         if fault:
             self._fault(c, stage)
         return data
@@ -354,9 +421,9 @@ class Upstream:
                 self._send(c, b"502 5.5.1 Error: command not implemented\r\n")
             else:
                 r = self.override.get("starttls", b"220 2.0.0 Ready to start TLS\r\n")
-                self._send(c, r + self.inject_after_starttls)
+                self._send(c, r + self.inject_after_starttls, "starttls")
+                self._fault(c, "starttls")     # also after a refusal or a partial reply
                 if r.startswith(b"220"):
-                    self._fault(c, "starttls")
                     c.after_starttls = bytes(c.buf)
                     c.buf.clear()
                     self._start_tls(c)
@@ -463,9 +530,11 @@ class Upstream:
         with self._lock:
             c.messages.append(m)
         self._reset(c)
-        self._send(c, reply)
+        self._probe(c, "dot")
+        self._send(c, reply, "dot")
         if self.on_message:
             self.on_message(m)
+        self._fault(c, "dot_reply")
 
 
 def main():
