@@ -66,32 +66,20 @@ putc_esc(struct logline *l, unsigned char c)
 {
 	char tmp[8];
 
-	if (log_fmt == LOG_JSON) {
-		switch (c) {
-		case '"':  put(l, "\\\"", 2); return;
-		case '\\': put(l, "\\\\", 2); return;
-		case '\n': put(l, "\\n", 2); return;
-		case '\r': put(l, "\\r", 2); return;
-		case '\t': put(l, "\\t", 2); return;
-		}
-		if (c < 0x20 || c >= 0x7f) {
-			snprintf(tmp, sizeof(tmp), "\\u%04x", c);
-			put(l, tmp, 6);
-			return;
-		}
-	} else {
-		switch (c) {
-		case '"':  put(l, "\\\"", 2); return;
-		case '\\': put(l, "\\\\", 2); return;
-		case '\n': put(l, "\\n", 2); return;
-		case '\r': put(l, "\\r", 2); return;
-		case '\t': put(l, "\\t", 2); return;
-		}
-		if (c < 0x20 || c >= 0x7f) {
-			snprintf(tmp, sizeof(tmp), "\\x%02x", c);
-			put(l, tmp, 4);
-			return;
-		}
+	switch (c) {
+	case '"':  put(l, "\\\"", 2); return;
+	case '\\': put(l, "\\\\", 2); return;
+	case '\n': put(l, "\\n", 2); return;
+	case '\r': put(l, "\\r", 2); return;
+	case '\t': put(l, "\\t", 2); return;
+	}
+	if (c < 0x20 || c >= 0x7f) {
+		/* JSON has no \x escape; text keeps the shorter one. */
+		if (log_fmt == LOG_JSON)
+			put(l, tmp, (size_t)snprintf(tmp, sizeof(tmp), "\\u%04x", c));
+		else
+			put(l, tmp, (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", c));
+		return;
 	}
 	put(l, (const char *)&c, 1);
 }

@@ -83,15 +83,21 @@ client_hash(const unsigned char key[16])
 	return (h);
 }
 
-static int
-clients_lock(void)
+int
+stats_lock(int *lock)
 {
 	long i;
 
 	for (i = 0; i < 1000000; i++)
-		if (!__atomic_test_and_set(&st->clients_lock, __ATOMIC_ACQUIRE))
+		if (!__atomic_test_and_set(lock, __ATOMIC_ACQUIRE))
 			return (0);
 	return (-1);
+}
+
+void
+stats_unlock(int *lock)
+{
+	__atomic_clear(lock, __ATOMIC_RELEASE);
 }
 
 /* Adjust the count of ${sa} by ${delta}; with ${max} > 0, refuse to pass it. */
@@ -103,7 +109,7 @@ client_add(const struct sockaddr *sa, int delta, long max)
 	unsigned h, i;
 	int ok = 1;
 
-	if (client_key(sa, key) != 0 || clients_lock() != 0)
+	if (client_key(sa, key) != 0 || stats_lock(&st->clients_lock) != 0)
 		return (1);
 	h = client_hash(key);
 	for (i = 0; i < PROBES; i++) {
@@ -131,7 +137,7 @@ client_add(const struct sockaddr *sa, int delta, long max)
 	else if (delta > 0 || slot->count > 0)
 		slot->count += delta;
 out:
-	__atomic_clear(&st->clients_lock, __ATOMIC_RELEASE);
+	stats_unlock(&st->clients_lock);
 	return (ok);
 }
 

@@ -66,6 +66,14 @@ int stats_client_enter(const struct sockaddr *sa, long max);
 void stats_client_leave(const struct sockaddr *sa);
 
 /**
+ * stats_lock(lock), stats_unlock(lock):
+ * A spin lock in the shared mapping. Lock gives up (-1) after a bounded spin, so
+ * a worker that died holding it cannot hang the others; 0 when taken.
+ */
+int stats_lock(int *lock);
+void stats_unlock(int *lock);
+
+/**
  * stats_message(ok):
  * Count one message outcome.
  */

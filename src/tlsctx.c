@@ -18,24 +18,6 @@ struct tlsctx {
 	int		 verify;
 };
 
-/* 0 when locked; -1 after a bounded spin (a worker that died holding it must not hang the rest). */
-static int
-share_lock(struct tls_share *sh)
-{
-	long i;
-
-	for (i = 0; i < 1000000; i++)
-		if (!__atomic_test_and_set(&sh->lock, __ATOMIC_ACQUIRE))
-			return (0);
-	return (-1);
-}
-
-static void
-share_unlock(struct tls_share *sh)
-{
-	__atomic_clear(&sh->lock, __ATOMIC_RELEASE);
-}
-
 /* Publish ${sess} to the other workers (a few hundred bytes, under a spin lock). */
 static void
 share_put(struct tlsctx *t, SSL_SESSION *sess)
@@ -46,13 +28,13 @@ share_put(struct tlsctx *t, SSL_SESSION *sess)
 
 	if (n <= 0 || (size_t)n > sizeof(der) || i2d_SSL_SESSION(sess, &p) != n)
 		return;
-	if (share_lock(sh) != 0)
+	if (stats_lock(&sh->lock) != 0)
 		return;
 	memcpy(sh->der, der, (size_t)n);
 	sh->len = (unsigned)n;
 	memcpy(sh->key, t->key, sizeof(sh->key));
 	t->share_gen = ++sh->gen;
-	share_unlock(sh);
+	stats_unlock(&sh->lock);
 	OPENSSL_cleanse(der, (size_t)n);
 }
 
@@ -68,14 +50,14 @@ share_get(struct tlsctx *t)
 
 	if (__atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE) == t->share_gen)
 		return;
-	if (share_lock(sh) != 0)
+	if (stats_lock(&sh->lock) != 0)
 		return;
 	if (memcmp(sh->key, t->key, sizeof(sh->key)) == 0) {
 		len = sh->len;
 		memcpy(der, sh->der, len);
 	}
 	t->share_gen = sh->gen;
-	share_unlock(sh);
+	stats_unlock(&sh->lock);
 	if (len == 0 || (sess = d2i_SSL_SESSION(NULL, &p, (long)len)) == NULL)
 		return;
 	OPENSSL_cleanse(der, len);
