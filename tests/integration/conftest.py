@@ -3,7 +3,6 @@
 Run with Debian's interpreter:  /usr/bin/python3 -m pytest -q tests/integration
 PROXY_BIN=/path/to/smtp-tls-proxy selects another build (e.g. a sanitizer build).
 """
-import json
 import os
 import re
 import signal
@@ -19,58 +18,13 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 import testca  # noqa: E402
 import upstream as upstream_mod  # noqa: E402
 from smtpwire import Client  # noqa: E402
+from proxylog import CRASH_MARKERS, parse_log_line, render_ini  # noqa: E402,F401
 
 PROXY_BIN = os.environ.get("PROXY_BIN") or os.path.join(REPO, "build", "smtp-tls-proxy")
 USER, PASSWORD = upstream_mod.DEFAULT_USER, upstream_mod.DEFAULT_PASSWORD
-CRASH_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error", "Segmentation fault")
-
-
-# ---- log parsing --------------------------------------------------------------------------
-
-_PAIR = re.compile(r'\s*([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
-_HEAD = re.compile(r"^(\S+) (error|warn|info|debug) ")
-
-
-def _unescape(v):
-    if v.startswith('"'):
-        return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t"}.get(
-            m.group(1), m.group(1)), v[1:-1])
-    return v
-
-
-def parse_log_line(line):
-    """One log line as a dict (ts, level, then every key); None for non-log lines.
-
-    Lines that look like log lines but do not parse come back as {'_bad': line}."""
-    line = line.rstrip("\n")
-    if line.startswith("{"):
-        try:
-            return json.loads(line)
-        except ValueError:
-            return {"_bad": line}
-    m = _HEAD.match(line)
-    if not m:
-        return None
-    d, pos = {"ts": m.group(1), "level": m.group(2)}, m.end()
-    while pos < len(line):
-        p = _PAIR.match(line, pos)
-        if not p or p.end() == pos:
-            return {"_bad": line}
-        d[p.group(1)] = _unescape(p.group(2))
-        pos = p.end()
-    return d
 
 
 # ---- the daemon ---------------------------------------------------------------------------
-
-def render_ini(sections):
-    out = []
-    for name, keys in sections.items():
-        out.append("[%s]" % name)
-        out += ["%s = %s" % (k, v) for k, v in keys.items() if v is not None]
-        out.append("")
-    return "\n".join(out)
-
 
 class Proxy:
     def __init__(self, workdir, sections, name="proxy"):

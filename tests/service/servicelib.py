@@ -8,7 +8,6 @@ every process started is stopped (SIGTERM, then SIGKILL) at teardown.
 Run with Debian's interpreter:  /usr/bin/python3 -m pytest -q tests/service
 PROXY_BIN=/path/to/smtp-tls-proxy selects another build (e.g. a sanitizer build).
 """
-import json
 import os
 import re
 import signal
@@ -24,62 +23,12 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 import testca  # noqa: E402
 import upstream as upstream_mod  # noqa: E402
 from smtpwire import Client  # noqa: E402
+from proxylog import CRASH_MARKERS, parse_log_line, render_ini  # noqa: E402,F401
 
 PROXY_BIN = os.environ.get("PROXY_BIN") or os.path.join(REPO, "build", "smtp-tls-proxy")
-CRASH_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error", "Segmentation fault")
 # The environment variables systemd sets; a test's own shell may have some of them.
 SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID", "LISTEN_FDS",
                 "LISTEN_FDNAMES", "JOURNAL_STREAM", "CREDENTIALS_DIRECTORY", "INVOCATION_ID")
-
-
-# ---- log parsing (as tests/integration/conftest.py, plus journald's <N> prefix) -----------
-
-_PAIR = re.compile(r'\s*([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
-_HEAD = re.compile(r"^(?:<([0-7])>)?(?:(\d{4}-\S+) )?(error|warn|info|debug) ")
-
-
-def _unescape(v):
-    if v.startswith('"'):
-        return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t"}.get(
-            m.group(1), m.group(1)), v[1:-1])
-    return v
-
-
-def parse_log_line(line):
-    """One log line as a dict (prio, ts, level, then every key); None for non-log lines."""
-    line = line.rstrip("\n")
-    prio = None
-    m = re.match(r"^<([0-7])>", line)
-    if m and line[m.end():].startswith("{"):
-        prio, line = m.group(1), line[m.end():]
-    if line.startswith("{"):
-        try:
-            d = json.loads(line)
-        except ValueError:
-            return {"_bad": line}
-        if prio is not None:
-            d["prio"] = prio
-        return d
-    m = _HEAD.match(line)
-    if not m:
-        return None
-    d, pos = {"prio": m.group(1), "ts": m.group(2), "level": m.group(3)}, m.end()
-    while pos < len(line):
-        p = _PAIR.match(line, pos)
-        if not p or p.end() == pos:
-            return {"_bad": line}
-        d[p.group(1)] = _unescape(p.group(2))
-        pos = p.end()
-    return d
-
-
-def render_ini(sections):
-    out = []
-    for name, keys in sections.items():
-        out.append("[%s]" % name)
-        out += ["%s = %s" % (k, v) for k, v in keys.items() if v is not None]
-        out.append("")
-    return "\n".join(out)
 
 
 def free_port():
