@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from adv import (EARLY, PASSWORD, USER, b64, expect_421_greeting, open_data, proc_fds,
+from adv import (EARLY, PROXY_BIN, PASSWORD, USER, b64, expect_421_greeting, open_data, proc_fds,
                  proc_rss_kb, wait_for, wait_upstream_fail)
 
 
@@ -467,6 +467,11 @@ def _hostile(px, i):
         c.close()
 
 
+def _is_sanitized(path):
+    with open(path, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def test_workers_return_to_baseline_fds_and_memory_after_200_hostile_sessions(upstream,
                                                                              proxy):
     up = upstream("starttls", io_timeout=10)
@@ -498,8 +503,11 @@ def test_workers_return_to_baseline_fds_and_memory_after_200_hostile_sessions(up
     assert wait_for(lambda: {p: proc_fds(p) for p in pids} == base_fds, 10), \
         "fds %r, baseline %r" % ({p: proc_fds(p) for p in pids}, base_fds)
     rss = {p: proc_rss_kb(p) for p in pids}
+    # ASan keeps freed memory in quarantine, so RSS says nothing there; the fd check stands,
+    # and the plain build (make check, make test's first pass) checks RSS.
+    margin = 2048 if not _is_sanitized(PROXY_BIN) else 1 << 30
     for p in pids:
-        assert rss[p] - base_rss[p] <= 2048, "worker %d RSS %d kB -> %d kB" % (
+        assert rss[p] - base_rss[p] <= margin, "worker %d RSS %d kB -> %d kB" % (
             p, base_rss[p], rss[p])
     assert not px.events("worker.exit")
     with px.client() as c:                  # still serving
