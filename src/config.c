@@ -1,4 +1,5 @@
 #include <sys/socket.h>
+#include <arpa/inet.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -538,6 +539,20 @@ check(struct loader *ld)
 	size_t i;
 
 	c->listen_explicit = ld->seen[key_index("listen")] != 0;
+	for (i = 0; i < c->nlisten; i++) {
+		unsigned char a[16];
+		static const unsigned char mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
+
+		/* Caught here rather than at bind time, so -t says it with the line. */
+		if (inet_pton(AF_INET, c->listen[i].host, a) == 1)
+			continue;
+		if (inet_pton(AF_INET6, c->listen[i].host, a) != 1)
+			err_add(ld, ld->seen[key_index("listen")],
+			    "listen %s: not a numeric IPv4 or IPv6 address", c->listen[i].host);
+		else if (memcmp(a, mapped, 12) == 0)
+			err_add(ld, ld->seen[key_index("listen")],
+			    "listen [%s]: an IPv4-mapped address; write it as IPv4", c->listen[i].host);
+	}
 	if (c->host[0] == '\0')
 		err_add(ld, upline, "[upstream] host is required");
 	if (!ld->seen[key_index("tls")])

@@ -83,7 +83,8 @@ def _activated_proxy(tmp_path, certs, up, allow, name):
     ls.bind(("::ffff:127.0.0.1", 0))
     ls.listen(16)
     port = ls.getsockname()[1]
-    s = sections(certs, up, proxy={"listen": "[::ffff:127.0.0.1]:%d" % port, "allow": allow})
+    # No listen key: under socket activation the proxy then serves systemd's sockets only.
+    s = sections(certs, up, proxy={"listen": None, "allow": allow})
     px = Proxy(str(tmp_path), s, name=name)
     px.workers = "1"
     fd = ls.fileno()

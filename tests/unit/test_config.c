@@ -244,6 +244,16 @@ test_config_unknown_key_with_line(void **state)
 }
 
 static void
+test_config_listen_must_be_a_numeric_address(void **state)
+{
+	(void)state;
+	assert_error(load("[proxy]\nhostname = proxy.test\nlisten = mail.example:25\n[upstream]\n"
+	    "host = mx.example\n" CA), 3, "listen mail.example: not a numeric IPv4 or IPv6 address");
+	assert_error(load("[proxy]\nhostname = proxy.test\nlisten = [::ffff:10.0.0.1]:25\n"
+	    "[upstream]\nhost = mx.example\n" CA), 3, "an IPv4-mapped address");
+}
+
+static void
 test_config_unknown_section_with_line(void **state)
 {
 	(void)state;
@@ -602,6 +612,7 @@ main(void)
 		cmocka_unit_test(test_config_missing_file_names_it),
 		cmocka_unit_test(test_config_unknown_key_with_line),
 		cmocka_unit_test(test_config_unknown_section_with_line),
+		cmocka_unit_test(test_config_listen_must_be_a_numeric_address),
 		cmocka_unit_test(test_config_bad_values_with_line),
 		cmocka_unit_test(test_config_duplicate_key_names_both_lines),
 		cmocka_unit_test(test_config_line_over_199_chars_refused),
