@@ -35,7 +35,45 @@ struct listeners {
 	struct ev_loop	*loop;		/* NULL in the main process: it does not accept */
 	struct config	*cfg;
 	struct lsock	*list;
+	ev_timer	 backoff;	/* accepting paused: out of descriptors */
 };
+
+/* How long accepting pauses when descriptors run out (EMFILE/ENFILE). */
+#define ACCEPT_BACKOFF 0.5
+
+static void
+resume_accepting(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct listeners *ls = w->data;
+	struct lsock *li;
+
+	(void)revents;
+	for (li = ls->list; li != NULL; li = li->next)
+		ev_io_start(loop, &li->io);
+}
+
+/*
+ * The pending connection stays in the backlog and the socket stays readable, so
+ * retrying at once would spin the loop and flood the log: pause, then retry.
+ */
+static void
+pause_accepting(struct listeners *ls, int err)
+{
+	struct lsock *li;
+	struct logline l;
+
+	if (ev_is_active(&ls->backoff))
+		return;
+	for (li = ls->list; li != NULL; li = li->next)
+		ev_io_stop(ls->loop, &li->io);
+	ev_timer_init(&ls->backoff, resume_accepting, ACCEPT_BACKOFF, 0.);
+	ls->backoff.data = ls;
+	ev_timer_start(ls->loop, &ls->backoff);
+	log_begin(&l, L_ERROR, NULL, "listener.accept");
+	log_str(&l, "msg", strerror(err));
+	log_str(&l, "action", "accepting paused for 0.5 s; raise LimitNOFILE or lower max_sessions");
+	log_end(&l);
+}
 
 /* Refuse before any upstream contact: one reply, then close. */
 static void
@@ -88,6 +126,11 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
 			    errno == ECONNABORTED)
 				return;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				pause_accepting(ls, errno);
+				return;
+			}
 			log_simple(L_ERROR, "listener.accept", strerror(errno));
 			return;
 		}
@@ -358,6 +401,8 @@ listeners_close(struct listeners *ls)
 {
 	struct lsock *li, *next;
 
+	if (ls->loop != NULL)
+		ev_timer_stop(ls->loop, &ls->backoff);
 	for (li = ls->list; li != NULL; li = next) {
 		next = li->next;
 		lsock_free(ls, li);

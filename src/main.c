@@ -9,6 +9,7 @@
  * so the sockets stay open and no connection is refused.
  */
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -67,6 +68,33 @@ static int hung_killed;
 #define STUCK_SECONDS 15.
 
 static void spawn(int slot);
+
+/*
+ * Each session holds two descriptors; the usual soft limit of 1024 would cap a
+ * worker near 500 sessions. Take what the hard limit allows and say if it is short.
+ */
+static void
+raise_nofile(const struct config *c)
+{
+	struct rlimit rl;
+	struct logline l;
+	rlim_t want = (rlim_t)c->max_sessions * 2 + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		log_begin(&l, L_WARN, NULL, "proxy.nofile");
+		log_num(&l, "limit", (long long)rl.rlim_cur);
+		log_num(&l, "wanted", (long long)want);
+		log_str(&l, "msg", "descriptor limit below 2 x max_sessions; raise LimitNOFILE");
+		log_end(&l);
+	}
+}
 
 static void
 usage(FILE *f)
@@ -482,6 +510,7 @@ main(int argc, char **argv)
 		return (0);
 	}
 	log_init(cfg->log_level, cfg->log_format);
+	raise_nofile(cfg);
 	watchdog_interval = notify_init();
 	signal(SIGPIPE, SIG_IGN);
 	if (stats_init() != 0) {
