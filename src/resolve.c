@@ -14,6 +14,7 @@ struct resolve {
 	char		 port[8];
 	struct addrinfo	*res;
 	int		 gai;
+	const char	*why;		/* our own failure, instead of gai */
 	int		 cancelled;
 	resolve_cb	*cb;
 	void		*arg;
@@ -34,6 +35,8 @@ deliver(struct resolve *r)
 	if (r->cancelled) {
 		if (r->res != NULL)
 			freeaddrinfo(r->res);
+	} else if (r->why != NULL) {
+		r->cb(r->arg, NULL, r->why);
 	} else if (r->gai != 0) {
 		snprintf(why, sizeof(why), "cannot resolve %s: %s", r->host, gai_strerror(r->gai));
 		r->cb(r->arg, NULL, why);
@@ -72,6 +75,17 @@ lookup(struct resolve *r, int flags)
 	r->gai = getaddrinfo(r->host, r->port, &hints, &r->res);
 }
 
+/* Hand a finished lookup to the loop (any thread). */
+static void
+finish(struct resolve *r)
+{
+	pthread_mutex_lock(&rlock);
+	r->next = rdone;
+	rdone = r;
+	pthread_mutex_unlock(&rlock);
+	ev_async_send(rloop, &rasync);
+}
+
 static void *
 worker(void *arg)
 {
@@ -80,11 +94,9 @@ worker(void *arg)
 	/* No AI_ADDRCONFIG: an address we cannot reach fails fast and the next is tried. */
 	lookup(r, 0);
 	pthread_mutex_lock(&rlock);
-	r->next = rdone;
-	rdone = r;
 	rrunning--;
 	pthread_mutex_unlock(&rlock);
-	ev_async_send(rloop, &rasync);
+	finish(r);
 	return (NULL);
 }
 
@@ -105,19 +117,20 @@ resolve_start(const char *host, int port, resolve_cb *cb, void *arg)
 	pthread_attr_t attr;
 	pthread_t t;
 
-	if ((r = calloc(1, sizeof(*r))) == NULL) {
-		cb(arg, NULL, "out of memory");
+	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return (NULL);
-	}
 	snprintf(r->host, sizeof(r->host), "%s", host);
 	snprintf(r->port, sizeof(r->port), "%d", port);
 	r->cb = cb;
 	r->arg = arg;
-	/* An address needs no DNS: answer at once. */
+	/*
+	 * An address needs no DNS and no thread, but it is still answered from the
+	 * loop: a callback inside resolve_start() could free its caller under it.
+	 */
 	lookup(r, AI_NUMERICHOST);
 	if (r->gai == 0) {
-		deliver(r);
-		return (NULL);
+		finish(r);
+		return (r);
 	}
 	r->gai = 0;
 	pthread_attr_init(&attr);
@@ -131,9 +144,9 @@ resolve_start(const char *host, int port, resolve_cb *cb, void *arg)
 		rrunning--;
 		pthread_mutex_unlock(&rlock);
 		pthread_attr_destroy(&attr);
-		cb(arg, NULL, "cannot start a resolver thread");
-		free(r);
-		return (NULL);
+		r->why = "cannot start a resolver thread";
+		finish(r);
+		return (r);
 	}
 	pthread_attr_destroy(&attr);
 	return (r);

@@ -23,9 +23,9 @@ int resolve_init(struct ev_loop *loop);
 /**
  * resolve_start(host, port, cb, arg):
  * Look up ${host} (A and AAAA) and call ${cb} from the loop with the list (freed by
- * the callee with freeaddrinfo) or NULL and a reason. The callback may run before
- * resolve_start() returns (numeric hosts). Return a handle for resolve_cancel(),
- * NULL if the callback already ran.
+ * the callee with freeaddrinfo) or NULL and a reason. The callback never runs before
+ * resolve_start() returns, numeric hosts included. Return a handle for
+ * resolve_cancel(); NULL (and no callback) if out of memory.
  */
 struct resolve *resolve_start(const char *host, int port, resolve_cb *cb, void *arg);
 

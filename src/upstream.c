@@ -562,7 +562,8 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_timer_init(&u->timer, on_timeout, 0., 0.);
 	u->timer.data = u;
 	arm(u);
-	u->res = resolve_start(u->cfg->host, u->cfg->port, on_resolved, u);
+	if ((u->res = resolve_start(u->cfg->host, u->cfg->port, on_resolved, u)) == NULL)
+		up_fail(u, "4.3.0", "internal error", "resolve", "out of memory");
 }
 
 struct upstream *
