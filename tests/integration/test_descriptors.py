@@ -16,7 +16,8 @@ def test_out_of_descriptors_pauses_accepting_and_recovers(upstream, proxy, tmp_p
     monkeypatch.setattr(conftest, "PROXY_BIN", str(wrapper))
     px = proxy(up, proxy={"workers": "1", "max_sessions": "1000"})
     warn, = px.wait_event("proxy.nofile")
-    assert warn["limit"] == "40" and int(warn["wanted"]) >= 2000
+    # valgrind keeps a few descriptors of the 40 for itself.
+    assert int(warn["limit"]) <= 40 and int(warn["wanted"]) >= 2000
     held = []
     try:
         # Far more connections than 40 descriptors allow; the kernel queues the rest.
