@@ -16,8 +16,8 @@ import pytest
 import adv
 from adv import Proxy, ic, record_log, sections
 
-# The session-scoped test CA of the integration suite (tests/lib/testca.py).
-certs = ic.certs
+# The shared fixtures (tests/lib/fixtures.py): the session-scoped test CA and test upstreams.
+certs, upstream = ic.certs, ic.upstream
 
 # Both suites' conftest files are module "conftest": when pytest runs them together, the
 # integration tests may get this one from `from conftest import ...`; give them their names.
@@ -27,25 +27,6 @@ swaks, check_config, render_ini = ic.swaks, ic.check_config, ic.render_ini
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than 10 s (named so in the test)")
-
-
-@pytest.fixture
-def upstream(certs):
-    """Factory: upstream(mode='starttls', cert='good', **faults) -> started Upstream."""
-    made = []
-
-    def make(mode="starttls", cert="good", **kw):
-        cf, kf = certs[cert]
-        u = adv.upstream_mod.Upstream(cf, kf, mode, io_timeout=kw.pop("io_timeout", 15), **kw)
-        made.append(u)
-        return u.start()
-
-    yield make
-    for u in made:
-        u.stop()
-        for i, c in enumerate(u.connections):   # shown by pytest only when the test failed
-            print("upstream %s:%d conn %d tls=%s error=%s commands=%r" % (
-                u.mode, u.port, i, c.tls, c.error, [l[:80] for _, l in c.commands]))
 
 
 @pytest.fixture

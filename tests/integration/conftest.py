@@ -19,6 +19,7 @@ import testca  # noqa: E402
 import upstream as upstream_mod  # noqa: E402
 from smtpwire import Client  # noqa: E402
 from proxylog import CRASH_MARKERS, parse_log_line, render_ini  # noqa: E402,F401
+from fixtures import certs, upstream  # noqa: E402,F401
 
 PROXY_BIN = os.environ.get("PROXY_BIN") or os.path.join(REPO, "build", "smtp-tls-proxy")
 USER, PASSWORD = upstream_mod.DEFAULT_USER, upstream_mod.DEFAULT_PASSWORD
@@ -106,31 +107,6 @@ def check_config(workdir, text, name="check"):
 
 
 # ---- fixtures -----------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory):
-    """{name: (certfile, keyfile)} from testca; certs['ca'][0] is the CA file."""
-    return testca.make_ca(str(tmp_path_factory.mktemp("certs")))
-
-
-@pytest.fixture
-def upstream(certs):
-    """Factory: upstream(mode='starttls', cert='good', **faults) -> started Upstream."""
-    made = []
-
-    def make(mode="starttls", cert="good", **kw):
-        cf, kf = certs[cert]
-        u = upstream_mod.Upstream(cf, kf, mode, io_timeout=kw.pop("io_timeout", 15), **kw)
-        made.append(u)
-        return u.start()
-
-    yield make
-    for u in made:
-        u.stop()
-        for i, c in enumerate(u.connections):   # shown by pytest only when the test failed
-            print("upstream %s:%d conn %d tls=%s error=%s commands=%r" % (
-                u.mode, u.port, i, c.tls, c.error, [l[:80] for _, l in c.commands]))
-
 
 @pytest.fixture
 def proxy_config(certs):

@@ -11,31 +11,10 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from servicelib import PROXY_BIN, NotifySocket, Proxy, testca, upstream_mod  # noqa: E402,F401
+from fixtures import certs, upstream  # noqa: E402,F401  (tests/lib, on the path via servicelib)
 
 
 # ---- fixtures ------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory):
-    """{name: (certfile, keyfile)} from testca; certs['ca'][0] is the CA file."""
-    return testca.make_ca(str(tmp_path_factory.mktemp("certs")))
-
-
-@pytest.fixture
-def upstream(certs):
-    """Factory: upstream(mode='starttls', cert='good', **faults) -> started Upstream."""
-    made = []
-
-    def make(mode="starttls", cert="good", **kw):
-        cf, kf = certs[cert]
-        u = upstream_mod.Upstream(cf, kf, mode, io_timeout=kw.pop("io_timeout", 15), **kw)
-        made.append(u)
-        return u.start()
-
-    yield make
-    for u in made:
-        u.stop()
-
 
 @pytest.fixture
 def proxy_config(certs):
