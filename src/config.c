@@ -43,6 +43,7 @@ static const char *set_timeout(struct config *, const char *);
 static const char *set_bare_newline(struct config *, const char *);
 static const char *set_workers(struct config *, const char *);
 static const char *set_shutdown_timeout(struct config *, const char *);
+static const char *set_first_command_timeout(struct config *, const char *);
 static const char *set_host(struct config *, const char *);
 static const char *set_port(struct config *, const char *);
 static const char *set_tls(struct config *, const char *);
@@ -54,6 +55,10 @@ static const char *set_username(struct config *, const char *);
 static const char *set_password(struct config *, const char *);
 static const char *set_password_file(struct config *, const char *);
 static const char *set_auth_mechanism(struct config *, const char *);
+static const char *set_connect_timeout(struct config *, const char *);
+static const char *set_max_connections(struct config *, const char *);
+static const char *set_auth_retry_after(struct config *, const char *);
+static const char *set_tls_ciphers(struct config *, const char *);
 static const char *set_level(struct config *, const char *);
 static const char *set_max_recipients(struct config *, const char *);
 static const char *set_max_message_size(struct config *, const char *);
@@ -77,6 +82,7 @@ static const struct {
 	{ "proxy", "bare_newline", "normalize", set_bare_newline },
 	{ "proxy", "workers", "auto", set_workers },
 	{ "proxy", "shutdown_timeout", "30", set_shutdown_timeout },
+	{ "proxy", "first_command_timeout", "30", set_first_command_timeout },
 	{ "upstream", "host", "", set_host },
 	{ "upstream", "port", "587", set_port },
 	{ "upstream", "tls", "", set_tls },
@@ -88,6 +94,10 @@ static const struct {
 	{ "upstream", "password", "", set_password },
 	{ "upstream", "password_file", "", set_password_file },
 	{ "upstream", "auth_mechanism", "auto", set_auth_mechanism },
+	{ "upstream", "connect_timeout", "30", set_connect_timeout },
+	{ "upstream", "max_connections", "100", set_max_connections },
+	{ "upstream", "auth_retry_after", "300", set_auth_retry_after },
+	{ "upstream", "tls_ciphers", "", set_tls_ciphers },
 	{ "limits", "max_recipients", "100", set_max_recipients },
 	{ "limits", "max_message_size", "52428800", set_max_message_size },
 	{ "limits", "max_sessions_per_client", "50", set_max_per_client },
@@ -208,8 +218,10 @@ set_bare_newline(struct config *c, const char *v)
 		c->bare_newline = DATA_NORMALIZE;
 	else if (strcasecmp(v, "reject") == 0)
 		c->bare_newline = DATA_REJECT;
+	else if (strcasecmp(v, "accept") == 0)
+		c->bare_newline = DATA_ACCEPT;
 	else
-		return ("expected normalize or reject");
+		return ("expected normalize, reject or accept");
 	return (NULL);
 }
 
@@ -228,6 +240,13 @@ set_shutdown_timeout(struct config *c, const char *v)
 {
 	return (parse_ulong(v, 0, 3600, &c->shutdown_timeout) ?
 	    "expected seconds, 0..3600" : NULL);
+}
+
+static const char *
+set_first_command_timeout(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 1, 86400, &c->first_command_timeout) ?
+	    "expected seconds, 1..86400" : NULL);
 }
 
 static const char *
@@ -340,6 +359,31 @@ set_auth_mechanism(struct config *c, const char *v)
 	else
 		return ("expected auto, plain or login");
 	return (NULL);
+}
+
+static const char *
+set_connect_timeout(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 1, 3600, &c->connect_timeout) ? "expected seconds, 1..3600" : NULL);
+}
+
+static const char *
+set_max_connections(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 1, 1000000, &c->max_connections) ? "expected 1..1000000" : NULL);
+}
+
+static const char *
+set_auth_retry_after(struct config *c, const char *v)
+{
+	return (parse_ulong(v, 0, 86400, &c->auth_retry_after) ?
+	    "expected seconds, 0..86400 (0: no back-off)" : NULL);
+}
+
+static const char *
+set_tls_ciphers(struct config *c, const char *v)
+{
+	return (copy(c->tls_ciphers, sizeof(c->tls_ciphers), v));
 }
 
 static const char *

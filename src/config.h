@@ -39,6 +39,7 @@ struct config {
 	enum data_policy bare_newline;
 	unsigned long	 workers;		/* event-loop processes; 0 = one per CPU */
 	unsigned long	 shutdown_timeout;	/* seconds sessions get to finish on stop */
+	unsigned long	 first_command_timeout;	/* seconds from our 220 to the first command */
 
 	/* [upstream] */
 	char		 host[256];
@@ -52,6 +53,10 @@ struct config {
 	char		 password[512];		/* wiped on free */
 	char		 password_file[PATH_MAX];
 	enum up_auth	 auth_mechanism;
+	unsigned long	 connect_timeout;	/* seconds: connect -> ready, whole preparation */
+	unsigned long	 max_connections;	/* upstream sessions held at once, all workers */
+	unsigned long	 auth_retry_after;	/* seconds of 421 after our login was refused */
+	char		 tls_ciphers[1024];	/* TLS 1.2 cipher list; "" = our default */
 
 	/* [limits] */
 	unsigned long	 max_recipients;

@@ -12,6 +12,7 @@
 enum data_policy {
 	DATA_NORMALIZE,		/* bare LF -> CRLF, lone CR -> space, stray "." lines stuffed */
 	DATA_REJECT,		/* any bare CR or LF marks the message bad */
+	DATA_ACCEPT,		/* a lone LF ends a line as CRLF does (known LF-only devices) */
 };
 
 struct data_scan {
