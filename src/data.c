@@ -5,7 +5,8 @@
 /* Where we are in the current line. */
 enum {
 	D_BOL,		/* start of a line that a real CRLF began (or the body's start) */
-	D_BOL_FAKE,	/* start of a line that a bare LF began: a "." here is content */
+	D_BOL_FAKE,	/* start of a line that a bare LF began: a "." here is content
+			   (except under DATA_ACCEPT, where a bare LF is a real line end) */
 	D_DOT,		/* a "." at D_BOL, held: it ends the data if CRLF follows */
 	D_MID,		/* inside a line */
 };
@@ -72,6 +73,15 @@ data_scan(struct data_scan *s, const char *in, size_t inlen, char *out, size_t *
 			}
 			break;
 		case D_DOT:
+			if (c == '\n' && s->policy == DATA_ACCEPT) {
+				/* "<LF>.<LF>" ends the data of a device that only sends LF. */
+				EMIT('.');
+				EMIT('\r');
+				EMIT('\n');
+				s->done = 1;
+				i++;
+				continue;
+			}
 			if (c == '\n') {
 				/* ".\n": not an end of data; sent as a stuffed "." line. */
 				BARE();
@@ -95,10 +105,11 @@ data_scan(struct data_scan *s, const char *in, size_t inlen, char *out, size_t *
 			continue;
 		}
 		if (c == '\n') {
-			BARE();
+			if (s->policy != DATA_ACCEPT)
+				BARE();
 			EMIT('\r');
 			EMIT('\n');
-			s->state = D_BOL_FAKE;
+			s->state = s->policy == DATA_ACCEPT ? D_BOL : D_BOL_FAKE;
 			i++;
 			continue;
 		}

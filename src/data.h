@@ -4,7 +4,8 @@
 #include <stddef.h>
 
 /*
- * The DATA scanner: finds the end of a message body (only CRLF "." CRLF ends it) and
+ * The DATA scanner: finds the end of a message body (only CRLF "." CRLF ends it, and
+ * under DATA_ACCEPT also a "." line framed by bare LFs) and
  * rewrites the body so that the upstream can never see an end of data, or a line
  * break, that the proxy did not see (SMTP smuggling).
  */
@@ -12,7 +13,8 @@
 enum data_policy {
 	DATA_NORMALIZE,		/* bare LF -> CRLF, lone CR -> space, stray "." lines stuffed */
 	DATA_REJECT,		/* any bare CR or LF marks the message bad */
-	DATA_ACCEPT,		/* a lone LF ends a line as CRLF does (known LF-only devices) */
+	DATA_ACCEPT,		/* a lone LF ends a line as CRLF does, so LF "." LF ends the
+				   data (known LF-only devices); lone CR as normalize */
 };
 
 struct data_scan {

@@ -39,6 +39,7 @@
 #define CL_INCAP	(64 * 1024)
 #define CL_OUTCAP	(64 * 1024)
 #define PEND_MAX	64
+#define LIT(s)		(s), sizeof(s) - 1
 /* Below this much room upstream, the body waits for the upstream to drain. */
 #define DATA_MIN_ROOM	(8 * 1024)
 #define DATA_CHUNK	(32 * 1024)
@@ -55,14 +56,35 @@ enum pend_kind {
 };
 
 enum local_reply {
-	R_EHLO, R_HELO, R_TOO_LONG, R_BARE, R_UNKNOWN, R_NO_STARTTLS, R_NO_BDAT,
-	R_AUTH_OK, R_EHLO_SYNTAX, R_REJECTED, R_UP_LOST_DATA, R_TOO_MANY_RCPTS, R_TOO_BIG,
+	R_EHLO, R_HELO, R_TOO_LONG, R_BARE, R_BARE_LF, R_UNKNOWN, R_NO_STARTTLS, R_NO_BDAT,
+	R_AUTH_OK, R_EHLO_SYNTAX, R_HELO_SYNTAX, R_VRFY, R_EXPN, R_HELP, R_REJECTED, R_UP_LOST_DATA, R_TOO_MANY_RCPTS, R_TOO_BIG,
 };
 
 struct pend {
 	unsigned char	 kind;
 	unsigned char	 verb;		/* enum smtp_verb, for P_RELAY and P_EHLO_RSET */
 	unsigned char	 local;		/* enum local_reply, for P_LOCAL */
+	unsigned char	 txn;		/* low bits of the transaction an RCPT belongs to */
+};
+
+#define TXN_TO_MAX	400	/* accepted recipients kept for the log line */
+#define TXN_SENT_MAX	1024	/* recipients awaiting the upstream's answer */
+
+/*
+ * One mail transaction, from MAIL to the reply to its end of data. It is its own
+ * object because a client may pipeline its next MAIL behind the final dot (RFC
+ * 2920): the finished one waits for its outcome while the next one fills up.
+ * Allocated at MAIL, so an idle session holds none.
+ */
+struct txn {
+	unsigned	 id;
+	char		 from[256];
+	unsigned	 rcpts;		/* accepted by the upstream */
+	unsigned	 to_more;	/* accepted but not listed in to[] */
+	unsigned long long bytes;
+	char		 to[TXN_TO_MAX];	/* accepted recipients, comma-separated */
+	size_t		 sentlen;
+	char		 sent[TXN_SENT_MAX];	/* NUL-separated RCPT paths, oldest first */
 };
 
 struct session {
@@ -87,14 +109,16 @@ struct session {
 	unsigned	 dead:1;
 	int		 depth;		/* nesting of handlers, so the last one frees */
 	struct data_scan ds;
-	char		 mail_from[256];
-	unsigned	 rcpts;
+	struct txn	*txn;		/* the open transaction, MAIL onwards */
+	struct txn	*ended;		/* the one whose end of data awaits its reply */
+	unsigned	 txn_ids;
 	unsigned	 rcpts_sent;	/* RCPT commands in this transaction */
+	unsigned	 commands;	/* whole command lines taken */
 	unsigned	 errors;	/* error replies so far */
 	unsigned long long size_limit;	/* bytes a message may have; 0 = no limit */
 	ev_tstamp	 data_start;
 	unsigned	 too_big:1;
-	unsigned long long msg_bytes;
+	unsigned long long msg_bytes;	/* of the body being read, its end included */
 	unsigned long long cl_in, cl_out, up_in, up_out;	/* of conns already gone */
 	const char	*end_reason;
 	session_done_cb	*done;
@@ -114,6 +138,8 @@ static void fmt_reply(struct session *, char *, size_t, const char *, const char
 static void up_event(struct conn *, int, void *);
 static void process(struct session *);
 static void client_left(struct session *, const char *);
+static void client_eof(struct session *);
+static void txn_free(struct txn **);
 
 void
 session_addr_str(const struct sockaddr *sa, char *out, size_t size)
@@ -175,27 +201,122 @@ leave(struct session *s)
 	nsessions--;
 	ev_timer_stop(s->loop, &s->timer);
 	config_unref(s->cfg);
+	txn_free(&s->txn);
+	txn_free(&s->ended);
 	if (s->done != NULL)
 		s->done(s->done_arg, (struct sockaddr *)&s->peer);
 	free(s);
 }
 
 static void
-log_message(struct session *s, const char *reply, size_t len, const char *result)
+txn_free(struct txn **t)
+{
+	free(*t);
+	*t = NULL;
+}
+
+/* A new transaction at MAIL; NULL when out of memory (the log line then lacks it). */
+static struct txn *
+txn_new(struct session *s, const char *arg, size_t arglen)
+{
+	struct txn *t;
+
+	txn_free(&s->txn);
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return (NULL);
+	/* Pending entries keep the low 8 bits; 0 stands for "no transaction". */
+	if ((++s->txn_ids & 0xff) == 0)
+		s->txn_ids++;
+	t->id = s->txn_ids;
+	if (smtp_path(arg, arglen, t->from, sizeof(t->from)) != 0)
+		t->from[0] = '\0';
+	return (s->txn = t);
+}
+
+/* Remember an RCPT's path until its reply says whether it was accepted. */
+static void
+txn_rcpt_sent(struct txn *t, const char *arg, size_t arglen)
+{
+	char path[256];
+
+	if (t == NULL)
+		return;
+	if (smtp_path(arg, arglen, path, sizeof(path)) != 0)
+		path[0] = '\0';
+	if (t->sentlen + strlen(path) + 1 > sizeof(t->sent)) {
+		/* No room to remember it: it is counted, not listed. */
+		path[0] = '\0';
+		if (t->sentlen + 1 > sizeof(t->sent))
+			return;
+	}
+	memcpy(t->sent + t->sentlen, path, strlen(path) + 1);
+	t->sentlen += strlen(path) + 1;
+}
+
+/* The upstream answered the oldest RCPT of ${t}. */
+static void
+txn_rcpt_reply(struct txn *t, int accepted)
+{
+	size_t n, have;
+
+	if (t == NULL)
+		return;
+	n = t->sentlen > 0 ? strlen(t->sent) + 1 : 0;
+	if (accepted) {
+		t->rcpts++;
+		have = strlen(t->to);
+		if (n > 1 && have + n + 1 < sizeof(t->to))
+			snprintf(t->to + have, sizeof(t->to) - have, "%s%s", have ? "," : "",
+			    t->sent);
+		else
+			t->to_more++;
+	}
+	memmove(t->sent, t->sent + n, t->sentlen - n);
+	t->sentlen -= n;
+}
+
+static void
+log_message(struct session *s, const struct txn *t, const char *reply, size_t len,
+    const char *result)
 {
 	struct logline l;
+	char to[TXN_TO_MAX + 32];
 
 	log_begin(&l, L_INFO, s->sid, "message");
 	log_str(&l, "client", s->client);
-	log_str(&l, "from", s->mail_from);
-	log_num(&l, "rcpts", s->rcpts);
-	log_num(&l, "bytes", (long long)s->msg_bytes);
+	log_str(&l, "from", t ? t->from : "");
+	if (t != NULL && t->to_more > 0)
+		snprintf(to, sizeof(to), "%s%s(+%u more)", t->to, t->to[0] ? "," : "",
+		    t->to_more);
+	else
+		snprintf(to, sizeof(to), "%s", t ? t->to : "");
+	log_str(&l, "to", to);
+	log_num(&l, "rcpts", t ? t->rcpts : 0);
+	log_num(&l, "bytes", t ? (long long)t->bytes : 0);
 	while (len > 0 && (reply[len - 1] == '\n' || reply[len - 1] == '\r'))
 		len--;
 	log_strn(&l, "reply", reply, len);
 	log_str(&l, "result", result);
 	log_end(&l);
 	stats_message(strcmp(result, "ok") == 0);
+}
+
+/* The outcome of the message being read in DATA, which ends its transaction. */
+static void
+log_data(struct session *s, const char *reply, const char *result)
+{
+	if (s->txn != NULL)
+		s->txn->bytes = s->msg_bytes;
+	log_message(s, s->txn, reply, strlen(reply), result);
+	txn_free(&s->txn);
+}
+
+/* The outcome of the message whose end of data went upstream. */
+static void
+log_ended(struct session *s, const char *reply, size_t len, const char *result)
+{
+	log_message(s, s->ended, reply, len, result);
+	txn_free(&s->ended);
 }
 
 /* The session is over: close what is open and log it; freed when the handlers unwind. */
@@ -335,7 +456,11 @@ emit_local(struct session *s, enum local_reply r)
 		snprintf(buf, sizeof(buf), "500 5.5.2 Line too long (limit %d)\r\n", SMTP_LINE_MAX);
 		break;
 	case R_BARE:
-		snprintf(buf, sizeof(buf), "500 5.5.2 Bare CR or LF in command line\r\n");
+		snprintf(buf, sizeof(buf), "500 5.5.2 Bare CR in command line\r\n");
+		break;
+	case R_BARE_LF:
+		snprintf(buf, sizeof(buf), "500 5.5.2 Command line ended by a bare LF, not CRLF "
+		    "(bare_newline = reject)\r\n");
 		break;
 	case R_UNKNOWN:
 		snprintf(buf, sizeof(buf), "500 5.5.1 Command unrecognized\r\n");
@@ -351,6 +476,25 @@ emit_local(struct session *s, enum local_reply r)
 		break;
 	case R_EHLO_SYNTAX:
 		snprintf(buf, sizeof(buf), "501 5.5.4 Syntax: EHLO hostname\r\n");
+		break;
+	case R_HELO_SYNTAX:
+		snprintf(buf, sizeof(buf), "501 5.5.4 Syntax: HELO hostname\r\n");
+		break;
+	/*
+	 * Answered here: relayed, they would let anyone on the LAN enumerate the
+	 * provider's addresses over the proxy's own login, and HELP names its software.
+	 */
+	case R_VRFY:
+		snprintf(buf, sizeof(buf), "252 2.5.0 Cannot VRFY user, but will accept message "
+		    "and attempt delivery\r\n");
+		break;
+	case R_EXPN:
+		snprintf(buf, sizeof(buf), "502 5.5.1 EXPN not available\r\n");
+		break;
+	case R_HELP:
+		snprintf(buf, sizeof(buf), "214-2.0.0 smtp-tls-proxy: commands are relayed to the "
+		    "mail provider over TLS\r\n214 2.0.0 EHLO HELO MAIL RCPT DATA RSET NOOP "
+		    "QUIT AUTH VRFY\r\n");
 		break;
 	case R_REJECTED:
 		snprintf(buf, sizeof(buf), "550 5.5.2 Message refused: bare CR or LF in the "
@@ -370,7 +514,9 @@ emit_local(struct session *s, enum local_reply r)
 		break;
 	}
 	to_client_str(s, buf);
-	if (buf[0] == '4' || buf[0] == '5')
+	/* A 452 for too many recipients is flow control (the client retries them in the
+	 * next transaction, RFC 5321 4.5.3.1.10), not an error to count. */
+	if ((buf[0] == '4' || buf[0] == '5') && r != R_TOO_MANY_RCPTS)
 		count_error(s);
 }
 
@@ -382,6 +528,7 @@ push(struct session *s, enum pend_kind kind, int verb, int local)
 	p->kind = (unsigned char)kind;
 	p->verb = (unsigned char)verb;
 	p->local = (unsigned char)local;
+	p->txn = s->txn != NULL ? (unsigned char)(s->txn->id & 0xff) : 0;
 	s->qlen++;
 	if (kind != P_LOCAL)
 		s->qup++;
@@ -444,11 +591,12 @@ debug_line(struct session *s, const char *event, const char *p, size_t n, int ma
 	log_end(&l);
 }
 
-/* Forward a client line (with its CRLF) upstream and expect one reply for it. */
+/* Forward a client line upstream, ended with CRLF whatever ended it here, and expect
+ * one reply for it. */
 static void
 forward(struct session *s, const char *line, size_t len, enum pend_kind kind, int verb)
 {
-	if (conn_write(s->up, line, len + 2) != 0) {
+	if (conn_write(s->up, line, len) != 0 || conn_write(s->up, "\r\n", 2) != 0) {
 		close_with(s, NULL, "internal");
 		return;
 	}
@@ -493,7 +641,7 @@ handle_command(struct session *s, const char *line, size_t len)
 	case SMTP_EHLO:
 	case SMTP_HELO:
 		if (cmd.arglen == 0) {
-			local(s, R_EHLO_SYNTAX);
+			local(s, cmd.verb == SMTP_EHLO ? R_EHLO_SYNTAX : R_HELO_SYNTAX);
 			return;
 		}
 		if (s->in_txn) {
@@ -515,11 +663,8 @@ handle_command(struct session *s, const char *line, size_t len)
 			return;
 		}
 		s->in_txn = 1;
-		s->rcpts = 0;
 		s->rcpts_sent = 0;
-		s->msg_bytes = 0;
-		if (smtp_path(cmd.arg, cmd.arglen, s->mail_from, sizeof(s->mail_from)) != 0)
-			s->mail_from[0] = '\0';
+		(void)txn_new(s, cmd.arg, cmd.arglen);
 		forward(s, line, len, P_RELAY, cmd.verb);
 		return;
 	case SMTP_RSET:
@@ -533,13 +678,20 @@ handle_command(struct session *s, const char *line, size_t len)
 			return;
 		}
 		s->rcpts_sent++;
+		txn_rcpt_sent(s->txn, cmd.arg, cmd.arglen);
 		forward(s, line, len, P_RELAY, cmd.verb);
 		return;
 	case SMTP_NOOP:
-	case SMTP_VRFY:
-	case SMTP_EXPN:
-	case SMTP_HELP:
 		forward(s, line, len, P_RELAY, cmd.verb);
+		return;
+	case SMTP_VRFY:
+		local(s, R_VRFY);
+		return;
+	case SMTP_EXPN:
+		local(s, R_EXPN);
+		return;
+	case SMTP_HELP:
+		local(s, R_HELP);
 		return;
 	case SMTP_DATA:
 		forward(s, line, len, P_DATA, cmd.verb);
@@ -598,34 +750,58 @@ may_read_command(struct session *s)
 	return (1);
 }
 
+/* Is a whole command line waiting in the client's input? */
+static int
+has_line(struct session *s)
+{
+	const char *p;
+	size_t have, len;
+
+	return ((p = conn_peek(s->cl, &have)) != NULL && smtp_line_end(p, have, &len) != 0);
+}
+
+/* The first command ends the short first_command_timeout; every step gets timeout. */
+static void
+first_command(struct session *s)
+{
+	if (s->commands++ == 0)
+		s->timer.repeat = (ev_tstamp)s->cfg->timeout;
+}
+
 static void
 read_commands(struct session *s)
 {
-	const char *line, *p;
+	const char *line;
 	size_t len, have;
+	int term;
 
 	while (may_read_command(s)) {
-		if ((line = conn_line(s->cl, &len)) == NULL) {
-			p = conn_peek(s->cl, &have);
-			/* No CRLF within the limit: drop the bytes, answer when the line ends. */
-			if (p != NULL && have > SMTP_LINE_MAX + 2) {
-				size_t keep = p[have - 1] == '\r' ? 1 : 0;
-
-				conn_consume(s->cl, have - keep);
+		if ((line = conn_peek(s->cl, &have)) == NULL ||
+		    (term = smtp_line_end(line, have, &len)) == 0) {
+			/* No line end within the limit: drop the bytes, answer when the line ends. */
+			if (line != NULL && have > SMTP_LINE_MAX + 2) {
+				conn_consume(s->cl, have);
 				s->discarding = 1;
 			}
 			return;
 		}
+		first_command(s);
 		if (s->discarding) {
 			s->discarding = 0;
-			conn_consume(s->cl, len + 2);
+			conn_consume(s->cl, len + (size_t)term);
 			local(s, R_TOO_LONG);
+			continue;
+		}
+		if (term == 1 && s->cfg->bare_newline == DATA_REJECT) {
+			/* Refused at once: waiting for a CRLF that never comes would hang the device. */
+			conn_consume(s->cl, len + 1);
+			local(s, R_BARE_LF);
 			continue;
 		}
 		handle_command(s, line, len);
 		if (s->dead || s->cl == NULL)
 			return;
-		conn_consume(s->cl, len + 2);
+		conn_consume(s->cl, len + (size_t)term);
 		touch(s);
 	}
 }
@@ -656,7 +832,7 @@ upstream_garbled(struct session *s, const char *why)
 	log_str(&l, "detail", why);
 	log_end(&l);
 	if (s->qlen > 0 && s->q[s->qhead].kind == P_DOT)
-		log_message(s, "", 0, "tempfail");
+		log_ended(s, "", 0, "tempfail");
 	/* Its framing can no longer be trusted: answer the waiting command, then close. */
 	fmt_reply(s, r, sizeof(r), "451 4.4.0", "Unexpected reply from upstream");
 	to_client_str(s, r);
@@ -748,7 +924,7 @@ read_replies(struct session *s)
 			break;
 		case P_DOT:
 			to_client(s, rp, (size_t)n);
-			log_message(s, rp, (size_t)n, r.code / 100 == 2 ? "ok" :
+			log_ended(s, rp, (size_t)n, r.code / 100 == 2 ? "ok" :
 			    r.code / 100 == 4 ? "tempfail" : "permfail");
 			s->in_txn = 0;
 			break;
@@ -764,8 +940,9 @@ read_replies(struct session *s)
 			break;
 		default:
 			to_client(s, rp, (size_t)n);
-			if (p.verb == SMTP_RCPT && r.code / 100 == 2)
-				s->rcpts++;
+			/* Replies to a transaction that RSET or EHLO dropped are not its. */
+			if (p.verb == SMTP_RCPT && s->txn != NULL && p.txn == (s->txn->id & 0xff))
+				txn_rcpt_reply(s->txn, r.code / 100 == 2);
 			if (r.code / 100 == 5)
 				count_error(s);
 			if (p.verb == SMTP_QUIT) {
@@ -846,7 +1023,7 @@ read_body(struct session *s)
 			if (t > 30. && (double)s->msg_bytes < t * (double)s->cfg->min_data_rate) {
 				char r[512];
 
-				log_message(s, "data rate below min_data_rate", 29, "aborted");
+				log_data(s, "data rate below min_data_rate", "aborted");
 				fmt_reply(s, r, sizeof(r), "421 4.4.2", "Data rate too low, closing");
 				close_with(s, r, "slow-data");
 				return;
@@ -865,18 +1042,22 @@ read_body(struct session *s)
 		s->in_txn = 0;
 		s->rcpts_sent = 0;
 		if (s->too_big) {
-			log_message(s, "552 5.3.4 over the size limit (rejected by the proxy)", 53,
-			    "rejected");
+			log_data(s, "552 5.3.4 over the size limit (rejected by the proxy)", "rejected");
 			local(s, R_TOO_BIG);
 		} else if (s->ds.bad && s->ds.policy == DATA_REJECT) {
-			log_message(s, "550 5.5.2 bare CR or LF (rejected by the proxy)", 47,
-			    "rejected");
+			log_data(s, "550 5.5.2 bare CR or LF (rejected by the proxy)", "rejected");
 			local(s, R_REJECTED);
 		} else if (s->up == NULL) {
-			log_message(s, "upstream lost during DATA", 25, "tempfail");
+			log_data(s, "upstream lost during DATA", "tempfail");
 			local(s, R_UP_LOST_DATA);
-		} else
+		} else {
+			/* At most one: the next end of data needs a 354 that comes after its reply. */
+			txn_free(&s->ended);
+			if ((s->ended = s->txn) != NULL)
+				s->ended->bytes = s->msg_bytes;
+			s->txn = NULL;
 			push(s, P_DOT, 0, 0);
+		}
 	}
 }
 
@@ -909,19 +1090,32 @@ process(struct session *s)
 	}
 	if (s->dead || s->cl == NULL)
 		return;
-	if (conn_eof(s->cl)) {
-		size_t ll;
+	if (conn_eof(s->cl))
+		client_eof(s);
+}
 
-		/*
-		 * The client has closed, but what it sent before may still be waiting for
-		 * the upstream (a body behind a full buffer, commands behind DATA): finish
-		 * that first; leave when nothing more can come of the input.
-		 */
-		if (conn_in_len(s->cl) > 0 && s->up != NULL && (s->state == S_DATA ||
-		    (s->state == S_CMD && conn_line(s->cl, &ll) != NULL)))
-			return;
+/*
+ * The client shut down its sending side: no more commands will come, but it is owed a
+ * reply to each one it sent (devices send the dot, often QUIT, then FIN, and retry a
+ * message whose 250 they never saw). Finish what was sent, relay every reply, then
+ * close. A body that ends without its final dot is aborted: nothing is delivered.
+ */
+static void
+client_eof(struct session *s)
+{
+	if (s->state == S_DATA) {
+		if (conn_in_len(s->cl) > 0 && s->up != NULL)
+			return;	/* the rest of the body waits for room upstream */
 		client_left(s, "client-closed");
+		return;
 	}
+	if (s->state != S_CMD) {
+		client_left(s, "client-closed");
+		return;
+	}
+	if (s->up != NULL && (s->qup > 0 || has_line(s)))
+		return;	/* replies or commands still to come; here again on each event */
+	close_with(s, NULL, "client-closed");
 }
 
 static void
@@ -929,7 +1123,7 @@ client_left(struct session *s, const char *why)
 {
 	if (s->state == S_DATA) {
 		/* Mid-body: abort upstream without the final dot; nothing is delivered. */
-		log_message(s, "client left during DATA", 23, "aborted");
+		log_data(s, "client left during DATA", "aborted");
 		end(s, why);
 		return;
 	}
@@ -964,15 +1158,16 @@ cl_event(struct conn *c, int ev, void *arg)
 		return;
 	}
 	if (s->state == S_CLOSING) {
-		if (conn_out_len(c) == 0 || conn_eof(c))
+		/* A half-closed client still reads: its last replies go out before the close. */
+		if (conn_out_len(c) == 0)
 			end(s, s->end_reason);
 		leave(s);
 		return;
 	}
 	if (s->state != S_PREP)
 		process(s);
-	else if (conn_eof(c))
-		client_left(s, "client-closed");
+	else if (conn_eof(c) && conn_in_len(c) == 0)
+		client_left(s, "client-closed");	/* an early talker's input waits for the 220 */
 	leave(s);
 }
 
@@ -998,7 +1193,7 @@ upstream_lost(struct session *s)
 		return;
 	}
 	if (s->qlen > 0 && s->q[s->qhead].kind == P_DOT) {
-		log_message(s, "upstream lost after end of data", 31, "tempfail");
+		log_ended(s, LIT("upstream lost after end of data"), "tempfail");
 		fmt_reply(s, r, sizeof(r), "451 4.4.2",
 		    "Upstream connection lost before it confirmed the message");
 		to_client_str(s, r);
@@ -1044,19 +1239,22 @@ on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	if (s->state == S_CLOSING)
 		end(s, s->end_reason ? s->end_reason : "timeout");
 	else if (s->state == S_DATA) {
-		log_message(s, "client timed out during DATA", 28, "aborted");
+		log_data(s, "client timed out during DATA", "aborted");
 		fmt_reply(s, r, sizeof(r), "421 4.4.2", "Timeout exceeded, closing");
 		close_with(s, r, "timeout");
 	} else if (s->qup > 0) {
 		if (s->q[s->qhead].kind == P_DOT)
-			log_message(s, "upstream timed out after end of data", 36, "tempfail");
+			log_ended(s, LIT("upstream timed out after end of data"), "tempfail");
 		fmt_reply(s, r, sizeof(r), "451 4.4.1", "Upstream did not answer in time");
 		to_client_str(s, r);
 		fmt_reply(s, r, sizeof(r), "421 4.4.1", "Closing connection");
 		close_with(s, r, "upstream-timeout");
 	} else if (s->client_gone)
 		end(s, "client-closed");
-	else {
+	else if (s->commands == 0) {
+		fmt_reply(s, r, sizeof(r), "421 4.4.2", "No command received in time, closing");
+		close_with(s, r, "first-command-timeout");
+	} else {
 		fmt_reply(s, r, sizeof(r), "421 4.4.2", "Timeout exceeded, closing");
 		close_with(s, r, "timeout");
 	}
@@ -1088,6 +1286,9 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 		s->caps.size = (unsigned long)s->size_limit;
 	}
 	s->state = S_CMD;
+	/* Until its first command the device holds a provider login for nothing: wait less. */
+	if (s->cfg->first_command_timeout < s->cfg->timeout)
+		s->timer.repeat = (ev_tstamp)s->cfg->first_command_timeout;
 	ev_timer_again(s->loop, &s->timer);
 	fmt_reply(s, greet, sizeof(greet), "220", "ESMTP smtp-tls-proxy");
 	to_client_str(s, greet);
@@ -1157,9 +1358,9 @@ session_shutdown_all(void)
 		next = s->next;
 		enter(s);
 		if (s->state == S_DATA)
-			log_message(s, "proxy shutting down during DATA", 31, "aborted");
+			log_data(s, "proxy shutting down during DATA", "aborted");
 		else if (s->qlen > 0 && s->q[s->qhead].kind == P_DOT)
-			log_message(s, "proxy shutting down before the upstream's reply", 47,
+			log_ended(s, LIT("proxy shutting down before the upstream's reply"),
 			    "tempfail");
 		fmt_reply(s, r, sizeof(r), "421 4.3.2", "Service shutting down, try again later");
 		/* Mid-DATA close_with() resets the upstream: nothing half-sent is delivered. */

@@ -29,6 +29,21 @@ smtp_verb_str(enum smtp_verb v)
 }
 
 int
+smtp_line_end(const char *p, size_t n, size_t *lenp)
+{
+	const char *lf = memchr(p, '\n', n);
+
+	if (lf == NULL)
+		return (0);
+	*lenp = (size_t)(lf - p);
+	if (*lenp > 0 && lf[-1] == '\r') {
+		(*lenp)--;
+		return (2);
+	}
+	return (1);
+}
+
+int
 smtp_line_is_clean(const char *line, size_t len)
 {
 	size_t i;

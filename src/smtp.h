@@ -40,6 +40,16 @@ struct smtp_cmd {
 const char *smtp_verb_str(enum smtp_verb v);
 
 /**
+ * smtp_line_end(p, n, lenp):
+ * Frame the first command line in the ${n} bytes at ${p}: a line ends at its first LF,
+ * with or without a CR before it (devices that end lines with a bare LF exist, and the
+ * proxy sends every line upstream with CRLF, so the two can never disagree). Store the
+ * line's length without its ending in *${lenp} and return the ending's length: 2 for
+ * CRLF, 1 for a bare LF, 0 when no LF is in the ${n} bytes.
+ */
+int smtp_line_end(const char *p, size_t n, size_t *lenp);
+
+/**
  * smtp_line_is_clean(line, len):
  * 1 if the command line (CRLF removed) has no CR, LF or NUL in it, else 0: such a
  * byte is how smuggling and command injection hide a second command in one line.

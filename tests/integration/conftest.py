@@ -112,7 +112,7 @@ def check_config(workdir, text, name="check"):
 def proxy_config(certs):
     """Factory for the config sections of a proxy in front of Upstream `up`."""
 
-    def make(up=None, proxy=None, upstream=None, log=None):
+    def make(up=None, proxy=None, upstream=None, log=None, limits=None):
         s = {
             "proxy": {"listen": "127.0.0.1:0", "hostname": "proxy.test",
                       "allow": "127.0.0.0/8, ::1/128", "max_sessions": "1000",
@@ -121,8 +121,10 @@ def proxy_config(certs):
                          "tls": up.mode if up else "starttls", "server_name": "mail.test",
                          "verify": "yes", "ca_file": certs["ca"][0], "min_tls": "1.2"},
             "log": {"level": "info", "format": "text"},
+            "limits": {},
         }
-        for name, over in (("proxy", proxy), ("upstream", upstream), ("log", log)):
+        for name, over in (("proxy", proxy), ("upstream", upstream), ("log", log),
+                           ("limits", limits)):
             s[name].update(over or {})
         return s
 

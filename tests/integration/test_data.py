@@ -279,3 +279,29 @@ def test_50_concurrent_clients_each_deliver(relay):
     assert got == sorted(b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i) for i in range(50))
     for m in up.messages:
         assert m.rcpts == [m.mail_from.replace("c", "r", 1)]
+
+
+@pytest.mark.parametrize("policy_body", [("reject", b"a\nb\r\n"), ("normalize", b"x" * 2048 + b"\r\n")],
+                         ids=["bare-lf-rejected", "over-size"])
+def test_after_a_refused_message_the_next_command_gets_421_and_quit_221(upstream, proxy,
+                                                                        policy_body):
+    """As the config reference says: no 421 out of the blue after the 550/552; the next
+    command gets it (the upstream was dropped to abort the message); QUIT gets 221."""
+    policy, body = policy_body
+    up = upstream("starttls")
+    px = proxy(up, proxy={"bare_newline": policy}, limits={"max_message_size": "1024"})
+    with open_data(px) as c:
+        c.send(body + b".\r\n")
+        assert c.read_reply().code in (550, 552)
+        c.sock.settimeout(1.0)
+        with pytest.raises(OSError):
+            c.read_reply()                 # nothing unprompted
+        c.sock.settimeout(10)
+        r = c.cmd("NOOP")
+        assert r.code == 421 and r.lines[0].startswith("4.4.2"), r
+        assert c.at_eof()
+    with open_data(px) as c:
+        c.send(body + b".\r\n")
+        assert c.read_reply().code in (550, 552)
+        only_reply_then_eof(c, 221)
+    assert up.messages == []

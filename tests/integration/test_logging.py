@@ -145,3 +145,64 @@ def test_upstream_failure_is_logged_with_reason(upstream, proxy):
         assert c.read_reply().code == 421
     fail = px.wait_event("upstream.fail")
     assert fail and fail[0].get("reason") and "hostname mismatch" in json.dumps(fail[0]).lower()
+
+
+def test_pipelined_next_transaction_does_not_steal_the_message_line(relay):
+    """RFC 2920: MAIL behind the dot; each outcome is logged with its own envelope."""
+    up, px = relay
+    with px.client() as c:
+        c.read_reply()
+        c.expect("EHLO d", 250)
+        c.expect("MAIL FROM:<first@example.test>", 250)
+        c.expect("RCPT TO:<r1@example.test>", 250)
+        c.expect("RCPT TO:<r2@example.test>", 250)
+        c.expect("DATA", 354)
+        c.send(b"body one\r\n.\r\nMAIL FROM:<second@example.test>\r\n"
+               b"RCPT TO:<r3@example.test>\r\nDATA\r\n")
+        assert [c.read_reply().code for _ in range(4)] == [250, 250, 250, 354]
+        c.send(b"two\r\n.\r\nQUIT\r\n")
+        assert [c.read_reply().code for _ in range(2)] == [250, 221]
+    first, second = px.wait_event("message", n=2)
+    assert (first["from"], first["to"], first["rcpts"]) == (
+        "first@example.test", "r1@example.test,r2@example.test", "2")
+    assert int(first["bytes"]) == len(b"body one\r\n.\r\n")
+    assert (second["from"], second["to"], second["rcpts"]) == ("second@example.test",
+                                                               "r3@example.test", "1")
+    assert int(second["bytes"]) == len(b"two\r\n.\r\n")
+
+
+def test_message_line_lists_only_accepted_recipients_bounded(upstream, proxy):
+    up = upstream("starttls", rcpt_replies={"no@example.test": b"550 5.1.1 unknown\r\n"})
+    px = proxy(up)
+    rcpts = ["no@example.test"] + ["rcpt%03d-%s@example.test" % (i, "x" * 40) for i in range(30)]
+    with px.client() as c:
+        c.read_reply()
+        c.expect("EHLO d", 250)
+        c.expect("MAIL FROM:<a@example.test>", 250)
+        c.send(b"".join(b"RCPT TO:<%s>\r\n" % r.encode() for r in rcpts))
+        assert [c.read_reply().code for _ in rcpts] == [550] + [250] * 30
+        c.expect("DATA", 354)
+        c.send(b"x\r\n.\r\n")
+        assert c.read_reply().code == 250
+    msg, = px.wait_event("message")
+    assert msg["rcpts"] == "30"
+    listed = msg["to"].split(",")
+    assert "no@example.test" not in msg["to"]
+    assert listed[0] == rcpts[1]
+    assert len(msg["to"]) < 512 and re.search(r"\(\+\d+ more\)$", msg["to"]), msg["to"]
+    shown = len(listed) - 1
+    assert shown + int(re.search(r"\+(\d+) more", msg["to"]).group(1)) == 30
+
+
+def test_rset_drops_the_transaction_from_the_log(relay):
+    up, px = relay
+    with px.client() as c:
+        c.read_reply()
+        c.expect("EHLO d", 250)
+        c.send(b"MAIL FROM:<dropped@example.test>\r\nRCPT TO:<gone@example.test>\r\nRSET\r\n"
+               b"MAIL FROM:<kept@example.test>\r\nRCPT TO:<here@example.test>\r\nDATA\r\n")
+        assert [c.read_reply().code for _ in range(6)] == [250, 250, 250, 250, 250, 354]
+        c.send(b"x\r\n.\r\n")
+        assert c.read_reply().code == 250
+    msg, = px.wait_event("message")
+    assert (msg["from"], msg["to"], msg["rcpts"]) == ("kept@example.test", "here@example.test", "1")

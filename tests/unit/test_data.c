@@ -92,7 +92,7 @@ assert_output_safe(const char *ctx, const struct run *r, enum data_policy pol)
 	if (has_bare_crlf(r->out, r->outlen))
 		fail_msg("%s: bare CR or LF in the output", ctx);
 	nterm = count_mem(framed, fl, TERM, TERMLEN);
-	if (r->done && (pol == DATA_NORMALIZE || !r->bad)) {
+	if (r->done && (pol != DATA_REJECT || !r->bad)) {
 		if (nterm != 1 || memcmp(framed + fl - TERMLEN, TERM, TERMLEN) != 0)
 			fail_msg("%s: %zu ends of data in the output, want one at its end", ctx,
 			    nterm);
@@ -308,6 +308,22 @@ static const struct dcase reject_cases[] = {
 	C("bad, no end yet", "ok\r\nx\ny", "ok\r\nx", "", 0, 1),
 };
 
+/* Devices known to end every line with a bare LF: LF is a line end, LF "." LF the end. */
+static const struct dcase accept_cases[] = {
+	C("LF-only body", "Subject: x\n\nhello\n.\n", "Subject: x\r\n\r\nhello\r\n.\r\n", "", 1, 0),
+	C("LF-only, next command left", "a\n.\nQUIT\n", "a\r\n.\r\n", "QUIT\n", 1, 0),
+	C("empty message, LF", ".\nQUIT\n", ".\r\n", "QUIT\n", 1, 0),
+	C("CRLF body still works", "a\r\nb\r\n.\r\n", "a\r\nb\r\n.\r\n", "", 1, 0),
+	C("mixed endings", "a\r\nb\nc\r\n.\n", "a\r\nb\r\nc\r\n.\r\n", "", 1, 0),
+	C("LF . CRLF ends", "a\n.\r\nNOOP\r\n", "a\r\n.\r\n", "NOOP\r\n", 1, 0),
+	C("CRLF . LF ends", "a\r\n.\nNOOP\r\n", "a\r\n.\r\n", "NOOP\r\n", 1, 0),
+	C("client dot-stuffing passes", "..x\n..\n.\n", "..x\r\n..\r\n.\r\n", "", 1, 0),
+	C("lone CR becomes a space", "a\rb\n.\n", "a b\r\n.\r\n", "", 1, 1),
+	C("dot then lone CR is content", "a\n.\rx\n.\n", "a\r\n. x\r\n.\r\n", "", 1, 1),
+	C("no end yet, dot held", "a\n.", "a\r\n", "", 0, 0),
+	C("no end yet, LF lines", "a\nb\n", "a\r\nb\r\n", "", 0, 0),
+};
+
 #undef C
 
 static void
@@ -316,8 +332,8 @@ check_case(const struct dcase *c, enum data_policy pol)
 	char ctx[128];
 	struct run whole;
 
-	snprintf(ctx, sizeof(ctx), "%s \"%s\"", pol == DATA_REJECT ? "reject" : "normalize",
-	    c->name);
+	snprintf(ctx, sizeof(ctx), "%s \"%s\"", pol == DATA_REJECT ? "reject" :
+	    pol == DATA_ACCEPT ? "accept" : "normalize", c->name);
 	check_splits(ctx, c->in, c->inlen, pol, &whole);
 	if (whole.used != c->inlen - strlen(c->rest) ||
 	    memcmp(c->in + whole.used, c->rest, strlen(c->rest)) != 0)
@@ -329,7 +345,7 @@ check_case(const struct dcase *c, enum data_policy pol)
 	if (whole.outlen != c->outlen || memcmp(whole.out, c->out, c->outlen) != 0)
 		fail_msg("%s: output differs (%zu bytes, want %zu)", ctx, whole.outlen,
 		    c->outlen);
-	if (c->done) {
+	if (c->done && pol != DATA_ACCEPT) {
 		/* Consumed = right after the client's first real CRLF "." CRLF. */
 		assert_int_equal(whole.used, real_end(c->in, c->inlen));
 	}
@@ -354,6 +370,77 @@ test_data_reject_table_same_for_every_split(void **state)
 	(void)state;
 	for (i = 0; i < NELEM(reject_cases); i++)
 		check_case(&reject_cases[i], DATA_REJECT);
+}
+
+static void
+test_data_accept_table_same_for_every_split(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NELEM(accept_cases); i++)
+		check_case(&accept_cases[i], DATA_ACCEPT);
+}
+
+static uint32_t rnd(uint32_t *);
+
+/*
+ * A reference model of DATA_ACCEPT: lines end at LF (one CR before it dropped); the
+ * first line that is "." ends the data; a lone CR inside a line becomes a space; every
+ * line goes out with CRLF. Returns the output length; *${usedp} is 0 if no end.
+ */
+static size_t
+model_accept(const char *in, size_t n, char *out, size_t *usedp)
+{
+	size_t i = 0, o = 0, le, end, k;
+
+	*usedp = 0;
+	while (i < n) {
+		for (le = i; le < n && in[le] != '\n'; le++)
+			;
+		if (le == n)
+			break;
+		end = le > i && in[le - 1] == '\r' ? le - 1 : le;
+		for (k = i; k < end; k++)
+			out[o++] = in[k] == '\r' ? ' ' : in[k];
+		out[o++] = '\r';
+		out[o++] = '\n';
+		if (end - i == 1 && in[i] == '.') {
+			*usedp = le + 1;
+			break;
+		}
+		i = le + 1;
+	}
+	return (o);
+}
+
+static void
+test_data_accept_random_bodies_match_model(void **state)
+{
+	static const char alpha[] = { 'a', '.', '\r', '\n' };
+	uint32_t seed = 0xacce9701;
+	char in[64], want[256], ctx[64];
+	size_t iter, n, i, used, wl;
+	struct run whole;
+
+	(void)state;
+	for (iter = 0; iter < 2000; iter++) {
+		n = rnd(&seed) % 40;
+		for (i = 0; i < n; i++)
+			in[i] = alpha[rnd(&seed) % 4];
+		memcpy(in + n, "\r\n.\r\nNOOP\r\n", 11);
+		n += 11;
+		snprintf(ctx, sizeof(ctx), "random body %zu accept", iter);
+		check_splits(ctx, in, n, DATA_ACCEPT, &whole);
+		assert_true(whole.done);
+		wl = model_accept(in, n, want, &used);
+		assert_true(used > 0);
+		if (whole.used != used)
+			fail_msg("%s: used %zu, model %zu", ctx, whole.used, used);
+		if (wl != whole.outlen || memcmp(want, whole.out, wl) != 0)
+			fail_msg("%s: output differs from the model", ctx);
+		run_free(&whole);
+	}
 }
 
 /* The reference model agrees with every hand-written NORMALIZE expectation. */
@@ -528,6 +615,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_data_normalize_table_same_for_every_split),
 		cmocka_unit_test(test_data_reject_table_same_for_every_split),
+		cmocka_unit_test(test_data_accept_table_same_for_every_split),
+		cmocka_unit_test(test_data_accept_random_bodies_match_model),
 		cmocka_unit_test(test_data_model_matches_table),
 		cmocka_unit_test(test_data_smuggling_payloads_end_data_once),
 		cmocka_unit_test(test_data_reject_writes_nothing_after_bad),

@@ -22,6 +22,34 @@ test_smtp_line_is_clean_refuses_cr_lf_nul(void **state)
 }
 
 static void
+test_smtp_line_end_takes_crlf_or_bare_lf(void **state)
+{
+	size_t len = 99;
+
+	(void)state;
+	assert_int_equal(smtp_line_end(LIT("NOOP\r\nQUIT\r\n"), &len), 2);
+	assert_int_equal(len, 4);
+	assert_int_equal(smtp_line_end(LIT("HELO p.lan\nMAIL"), &len), 1);
+	assert_int_equal(len, 10);
+	assert_int_equal(smtp_line_end(LIT("\n"), &len), 1);
+	assert_int_equal(len, 0);
+	assert_int_equal(smtp_line_end(LIT("\r\n"), &len), 2);
+	assert_int_equal(len, 0);
+	/* A lone CR is not a line end; it stays in the line for the caller to refuse. */
+	assert_int_equal(smtp_line_end(LIT("RSET\rMAIL\r\n"), &len), 2);
+	assert_int_equal(len, 9);
+	assert_int_equal(smtp_line_end(LIT("a\r\r\n"), &len), 2);
+	assert_int_equal(len, 2);
+	/* No LF yet: no line, whatever is buffered (a CR may be half of a CRLF). */
+	len = 99;
+	assert_int_equal(smtp_line_end(LIT("NOOP\r"), &len), 0);
+	assert_int_equal(smtp_line_end(LIT(""), &len), 0);
+	assert_int_equal(len, 99);
+	/* Only the given length is looked at. */
+	assert_int_equal(smtp_line_end("NOOP\r\n", 5, &len), 0);
+}
+
+static void
 parse_str(const char *s, struct smtp_cmd *c)
 {
 	memset(c, 0x55, sizeof(*c));
@@ -679,6 +707,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_smtp_mail_size_reads_the_size_parameter_only),
 		cmocka_unit_test(test_smtp_line_is_clean_refuses_cr_lf_nul),
+		cmocka_unit_test(test_smtp_line_end_takes_crlf_or_bare_lf),
 		cmocka_unit_test(test_smtp_cmd_parse_verbs_any_case),
 		cmocka_unit_test(test_smtp_cmd_parse_unknown_verbs),
 		cmocka_unit_test(test_smtp_cmd_parse_argument_after_blanks),
