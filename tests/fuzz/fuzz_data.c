@@ -3,8 +3,8 @@
  * a small model of the rules written here from data.h (not from data.c), so that a
  * bug in the scanner cannot hide in the oracle too.
  *
- * Input: byte 0 picks the policy (bit 0) and the chunking (bits 1..7); the rest is
- * the body as the client sends it after the 354.
+ * Input: byte 0 picks the policy (its value mod 3: normalize, reject, accept) and the
+ * chunking (bits 2..7); the rest is the body as the client sends it after the 354.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -131,6 +131,67 @@ model_run(struct model *m, const uint8_t *in, size_t n)
 	}
 }
 
+/*
+ * The rules of DATA_ACCEPT: a line ends at LF, with or without a CR before it, and is
+ * written with CRLF; a lone CR is a space (and marks the body bad); a line that is just
+ * "." ends the data. A trailing CR, or a "." at a line start, is held.
+ */
+static void
+model_accept_run(struct model *m, const uint8_t *in, size_t n)
+{
+	size_t i = 0;
+	int bol = 1;
+
+	m->outlen = m->used = 0;
+	m->done = m->bad = 0;
+	m->bad_at = 0;
+	while (i < n && !m->done) {
+		if (bol && in[i] == '.') {
+			if (i + 1 == n)
+				break;					/* held */
+			if (in[i + 1] == '\n' || (in[i + 1] == '\r' && i + 2 < n &&
+			    in[i + 2] == '\n')) {
+				put(m, ".\r\n", 3);
+				i += in[i + 1] == '\n' ? 2 : 3;
+				m->done = 1;
+				break;
+			}
+			if (in[i + 1] == '\r' && i + 2 == n)
+				break;					/* held */
+			put(m, ".", 1);
+			i++;
+			bol = 0;
+			if (in[i] != '\r')
+				continue;
+		}
+		if (in[i] == '\r') {
+			if (i + 1 == n)
+				break;					/* held */
+			if (in[i + 1] == '\n') {
+				put(m, "\r\n", 2);
+				i += 2;
+				bol = 1;
+				continue;
+			}
+			mark_bad(m);
+			put(m, " ", 1);
+			i++;
+			bol = 0;
+			continue;
+		}
+		if (in[i] == '\n') {
+			put(m, "\r\n", 2);
+			i++;
+			bol = 1;
+			continue;
+		}
+		put(m, (const char *)in + i, 1);
+		i++;
+		bol = 0;
+	}
+	m->used = m->done ? i : n;
+}
+
 /* Output never has a CR not followed by LF nor an LF not preceded by CR. */
 static void
 check_line_ends(const char *o, size_t n)
@@ -230,8 +291,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return (0);
-	pol = (data[0] & 1) ? DATA_REJECT : DATA_NORMALIZE;
-	pattern = data[0] >> 1;
+	pol = data[0] % 3 == 0 ? DATA_NORMALIZE : data[0] % 3 == 1 ? DATA_REJECT : DATA_ACCEPT;
+	pattern = data[0] >> 2;
 	in = data + 1;
 	n = size - 1;
 	o1 = malloc(DATA_OUT_MAX(n));
@@ -242,7 +303,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	run(pol, 0, in, n, o1, DATA_OUT_MAX(n), &l1, &u1, &s1);
 	run(pol, pattern, in, n, o2, DATA_OUT_MAX(n), &l2, &u2, &s2);
-	model_run(&m, in, n);
+	if (pol == DATA_ACCEPT)
+		model_accept_run(&m, in, n);
+	else
+		model_run(&m, in, n);
 
 	/* Chunking changes nothing. */
 	if (l1 != l2 || memcmp(o1, o2, l1) != 0 || u1 != u2 || s1.done != s2.done ||
@@ -278,7 +342,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				t = in + i + 2;
 		if (t != NULL && (!s1.done || u1 > (size_t)(t - in) + 3))
 			FAIL();
-		if (s1.done && (u1 < 3 || memcmp(in + u1 - 3, ".\r\n", 3) != 0))
+		if (s1.done && pol != DATA_ACCEPT &&
+		    (u1 < 3 || memcmp(in + u1 - 3, ".\r\n", 3) != 0))
+			FAIL();
+		/* Under accept the end may also be a "." line framed by bare LFs. */
+		if (s1.done && pol == DATA_ACCEPT && !(u1 >= 2 && in[u1 - 1] == '\n' &&
+		    (in[u1 - 2] == '.' || (u1 >= 3 && in[u1 - 2] == '\r' && in[u1 - 3] == '.'))))
 			FAIL();
 	}
 	free(m.out);

@@ -19,6 +19,14 @@ def clean_wire(conn):
     return m is None
 
 
+def open_data(c):
+    c.read_reply()
+    c.expect("EHLO d", 250)
+    c.expect("MAIL FROM:<a@example.test>", 250)
+    c.expect("RCPT TO:<b@example.test>", 250)
+    c.expect("DATA", 354)
+
+
 def session(proxy, upstream, policy):
     up = upstream("starttls")
     return up, proxy(up, proxy={"bare_newline": policy})
@@ -107,11 +115,7 @@ def test_accept_whole_lf_only_session_from_greeting_to_quit(upstream, proxy):
 def test_accept_lf_dot_lf_ends_data_and_pipelined_next_command_follows(upstream, proxy):
     up, px = session(proxy, upstream, "accept")
     with px.client(timeout=5) as c:
-        c.read_reply()
-        c.expect("EHLO d", 250)
-        c.expect("MAIL FROM:<a@example.test>", 250)
-        c.expect("RCPT TO:<b@example.test>", 250)
-        c.expect("DATA", 354)
+        open_data(c)
         c.send(b"one\n.\nNOOP\n")
         assert [c.read_reply().code for _ in range(2)] == [250, 250]
     assert up.wait_messages(1)
@@ -123,11 +127,7 @@ def test_lf_dot_lf_never_ends_the_data_outside_accept(upstream, proxy, policy):
     """Only `accept` trusts an LF-framed end of data; elsewhere it is content (smuggling)."""
     up, px = session(proxy, upstream, policy)
     with px.client(timeout=5) as c:
-        c.read_reply()
-        c.expect("EHLO d", 250)
-        c.expect("MAIL FROM:<a@example.test>", 250)
-        c.expect("RCPT TO:<b@example.test>", 250)
-        c.expect("DATA", 354)
+        open_data(c)
         c.send(b"one\n.\nNOOP\n")
         c.sock.settimeout(1.0)
         with pytest.raises(OSError):          # no reply: still in the body

@@ -382,7 +382,30 @@ test_data_accept_table_same_for_every_split(void **state)
 		check_case(&accept_cases[i], DATA_ACCEPT);
 }
 
-static uint32_t rnd(uint32_t *);
+static uint32_t
+rnd(uint32_t *st)
+{
+	uint32_t x = *st;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	*st = x;
+	return (x);
+}
+
+/* Up to 39 random bytes of 'a', '.', CR and LF, then a real end and a command; length. */
+static size_t
+random_body(uint32_t *seed, char in[64])
+{
+	static const char alpha[] = { 'a', '.', '\r', '\n' };
+	size_t n = rnd(seed) % 40, i;
+
+	for (i = 0; i < n; i++)
+		in[i] = alpha[rnd(seed) % 4];
+	memcpy(in + n, "\r\n.\r\nNOOP\r\n", 11);
+	return (n + 11);
+}
 
 /*
  * A reference model of DATA_ACCEPT: lines end at LF (one CR before it dropped); the
@@ -417,19 +440,14 @@ model_accept(const char *in, size_t n, char *out, size_t *usedp)
 static void
 test_data_accept_random_bodies_match_model(void **state)
 {
-	static const char alpha[] = { 'a', '.', '\r', '\n' };
 	uint32_t seed = 0xacce9701;
 	char in[64], want[256], ctx[64];
-	size_t iter, n, i, used, wl;
+	size_t iter, n, used, wl;
 	struct run whole;
 
 	(void)state;
 	for (iter = 0; iter < 2000; iter++) {
-		n = rnd(&seed) % 40;
-		for (i = 0; i < n; i++)
-			in[i] = alpha[rnd(&seed) % 4];
-		memcpy(in + n, "\r\n.\r\nNOOP\r\n", 11);
-		n += 11;
+		n = random_body(&seed, in);
 		snprintf(ctx, sizeof(ctx), "random body %zu accept", iter);
 		check_splits(ctx, in, n, DATA_ACCEPT, &whole);
 		assert_true(whole.done);
@@ -546,35 +564,19 @@ test_data_normalize_counts_output_bytes(void **state)
 }
 
 /* xorshift32: the same bodies on every run and every libc. */
-static uint32_t
-rnd(uint32_t *st)
-{
-	uint32_t x = *st;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	*st = x;
-	return (x);
-}
 
 static void
 test_data_random_bodies_safe_and_split_invariant(void **state)
 {
-	static const char alpha[] = { 'a', '.', '\r', '\n' };
 	uint32_t seed = 0x5eed1234;
 	char in[64], want[256], ctx[64];
-	size_t iter, n, i, used, wl, bare;
+	size_t iter, n, used, wl, bare;
 	struct run whole;
 	int p;
 
 	(void)state;
 	for (iter = 0; iter < 2000; iter++) {
-		n = rnd(&seed) % 40;
-		for (i = 0; i < n; i++)
-			in[i] = alpha[rnd(&seed) % 4];
-		memcpy(in + n, "\r\n.\r\nNOOP\r\n", 11);
-		n += 11;
+		n = random_body(&seed, in);
 		for (p = 0; p < 2; p++) {
 			enum data_policy pol = p ? DATA_REJECT : DATA_NORMALIZE;
 
