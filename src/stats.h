@@ -6,11 +6,14 @@
  * mapping made before the workers are forked): the global session and upstream
  * limits, the login back-off, and the live figures in the systemd STATUS= line.
  */
+/* Room for a tlsctx key: host, port, server name, verify, min_tls, cipher list. */
+#define STATS_TLS_KEY	1700
+
 /* The newest upstream TLS session, serialised, so every worker can resume it. */
 struct tls_share {
 	int		 lock;
 	unsigned long	 gen;
-	char		 key[600];	/* host, port, server name it belongs to */
+	char		 key[STATS_TLS_KEY];	/* the upstream and TLS settings it belongs to */
 	unsigned	 len;
 	unsigned char	 der[8192];
 };

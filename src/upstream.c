@@ -129,6 +129,7 @@ log_handshake(struct upstream *u)
 {
 	struct tls_report r;
 	struct logline l;
+	int fs = tlsctx_forward_secret(conn_ssl(u->c));
 
 	tlsctx_report(conn_ssl(u->c), &r);
 	log_begin(&l, L_INFO, u->sid, "tls.handshake");
@@ -151,8 +152,17 @@ log_handshake(struct upstream *u)
 	log_str(&l, "verify", r.verify);
 	log_str(&l, "sni", u->cfg->server_name);
 	log_str(&l, "resumed", r.resumed ? "yes" : "no");
+	log_str(&l, "fs", fs ? "yes" : "no");
 	log_num(&l, "ms", (long long)((ev_now(u->loop) - u->tls_start) * 1000 + 0.5));
 	log_end(&l);
+	if (!fs) {
+		log_begin(&l, L_WARN, u->sid, "tls.no-forward-secrecy");
+		log_str(&l, "upstream", u->cfg->host);
+		log_str(&l, "cipher", r.cipher);
+		log_str(&l, "msg", "static RSA key exchange: whoever gets the server's key can "
+		    "decrypt recorded sessions; only tls_ciphers allows such suites");
+		log_end(&l);
+	}
 	if (!u->cfg->verify) {
 		log_begin(&l, L_WARN, u->sid, "tls.unverified");
 		log_str(&l, "upstream", u->cfg->host);
