@@ -639,12 +639,17 @@ check(struct loader *ld)
 		err_add(ld, ld->seen[key_index("username")], "password given without username");
 	if (ld->nerr == 0) {
 		char key[600];
+		int bad_ciphers;
 
 		snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", c->host, c->port, c->server_name,
 		    c->verify, c->min_tls);
-		c->tls_up = tlsctx_new_client(key, c->ca_file, c->verify, c->min_tls, why,
-		    sizeof(why));
-		if (c->tls_up == NULL)
+		c->tls_up = tlsctx_new_client(key, c->ca_file, c->verify, c->min_tls,
+		    c->tls_ciphers, &bad_ciphers, why, sizeof(why));
+		if (c->tls_up == NULL && bad_ciphers)
+			err_add(ld, ld->seen[key_index("tls_ciphers")],
+			    "tls_ciphers '%s': no TLS 1.2 cipher OpenSSL knows matches (%s)",
+			    c->tls_ciphers, why);
+		else if (c->tls_up == NULL)
 			err_add(ld, ld->seen[key_index("ca_file")], "ca_file %s: %s",
 			    c->ca_file[0] ? c->ca_file : "(system store)", why);
 	}

@@ -86,13 +86,13 @@ refuse(int fd, const char *reply)
 }
 
 static void
-deny(struct listeners *ls, int fd, const char *client, const char *reason, const char *code,
-    const char *text)
+deny(struct listeners *ls, enum log_level level, int fd, const char *client, const char *reason,
+    const char *code, const char *text)
 {
 	char reply[400];
 	struct logline l;
 
-	log_begin(&l, L_WARN, NULL, "session.deny");
+	log_begin(&l, level, NULL, "session.deny");
 	log_str(&l, "client", client);
 	log_str(&l, "reason", reason);
 	log_end(&l);
@@ -104,8 +104,28 @@ static void
 session_done(void *arg, const struct sockaddr *peer)
 {
 	(void)arg;
+	stats_upstream_leave();
 	stats_client_leave(peer);
 	stats_session_leave();
+}
+
+/*
+ * The upstream refused our own login a moment ago: another try with the same
+ * password only brings the account closer to the provider's lock-out.
+ */
+static int
+auth_backoff(struct listeners *ls, int fd, const char *client)
+{
+	char text[200];
+	long left;
+
+	if (ls->cfg->username[0] == '\0' || ls->cfg->auth_retry_after == 0 ||
+	    (left = stats_auth_backoff_left()) == 0)
+		return (0);
+	snprintf(text, sizeof(text), "Upstream login refused, not retrying for %ld s", left);
+	/* info: auth.backoff said it once at warn; a line per device would drown it. */
+	deny(ls, L_INFO, fd, client, "auth_backoff", "421 4.7.0", text);
+	return (1);
 }
 
 static void
@@ -136,23 +156,38 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		session_addr_str((struct sockaddr *)&ss, client, sizeof(client));
 		if (!cidr_match(ls->cfg->allow, ls->cfg->nallow, (struct sockaddr *)&ss)) {
-			deny(ls, fd, client, "allow", "554 5.7.1", "Access denied");
+			deny(ls, L_WARN, fd, client, "allow", "554 5.7.1", "Access denied");
 			continue;
 		}
+		if (auth_backoff(ls, fd, client))
+			continue;
 		if (!stats_session_enter((long)ls->cfg->max_sessions)) {
-			deny(ls, fd, client, "max_sessions", "421 4.3.2",
+			deny(ls, L_WARN, fd, client, "max_sessions", "421 4.3.2",
 			    "Too many connections, try again later");
 			continue;
 		}
 		if (!stats_client_enter((struct sockaddr *)&ss,
 		    (long)ls->cfg->max_sessions_per_client)) {
 			stats_session_leave();
-			deny(ls, fd, client, "max_sessions_per_client", "421 4.7.0",
+			deny(ls, L_WARN, fd, client, "max_sessions_per_client", "421 4.7.0",
 			    "Too many connections from your address, try again later");
+			continue;
+		}
+		/*
+		 * Every session prepares its upstream at once (connect, TLS, login) and
+		 * holds it until it ends, idle or not: the provider caps sessions per
+		 * account, so devices over the cap are refused here, not there.
+		 */
+		if (!stats_upstream_enter((long)ls->cfg->max_connections)) {
+			stats_client_leave((struct sockaddr *)&ss);
+			stats_session_leave();
+			deny(ls, L_WARN, fd, client, "upstream_busy", "421 4.3.2",
+			    "Too many upstream connections, try again later");
 			continue;
 		}
 		if (session_start(loop, ls->cfg, fd, (struct sockaddr *)&ss, session_done,
 		    ls) == NULL) {
+			stats_upstream_leave();
 			stats_client_leave((struct sockaddr *)&ss);
 			stats_session_leave();
 			log_simple(L_ERROR, "session.start", "out of memory");

@@ -199,6 +199,8 @@ worker_main(int slot)
 	ev_signal_start(loop, &w_term);
 	ev_signal_start(loop, &w_int);
 	resolve_init(loop);
+	/* A login back-off belongs to one configuration: a reload starts without it. */
+	stats_set_generation(generation);
 	listeners_start(listeners, loop, cfg);
 	ev_timer_init(&w_beat, w_heartbeat, 0., 1.);
 	ev_timer_start(loop, &w_beat);

@@ -4,11 +4,13 @@
 
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #include "stats.h"
 
 static struct stats local;
 static struct stats *st = &local;
+static int generation;		/* this process's; not shared */
 
 int
 stats_init(void)
@@ -28,14 +30,23 @@ stats_get(void)
 	return (st);
 }
 
+/* Count one on ${n} unless that passes ${max}: 1 when counted, 0 when not. */
+static int
+limit_enter(long *n, long max)
+{
+	/* Add first, then check: two workers racing for the last slot cannot both win. */
+	if (__atomic_add_fetch(n, 1, __ATOMIC_SEQ_CST) > max) {
+		__atomic_sub_fetch(n, 1, __ATOMIC_SEQ_CST);
+		return (0);
+	}
+	return (1);
+}
+
 int
 stats_session_enter(long max)
 {
-	/* Add first, then check: two workers racing for the last slot cannot both win. */
-	if (__atomic_add_fetch(&st->sessions, 1, __ATOMIC_SEQ_CST) > max) {
-		__atomic_sub_fetch(&st->sessions, 1, __ATOMIC_SEQ_CST);
+	if (!limit_enter(&st->sessions, max))
 		return (0);
-	}
 	__atomic_add_fetch(&st->sessions_total, 1, __ATOMIC_RELAXED);
 	return (1);
 }
@@ -44,6 +55,18 @@ void
 stats_session_leave(void)
 {
 	__atomic_sub_fetch(&st->sessions, 1, __ATOMIC_SEQ_CST);
+}
+
+int
+stats_upstream_enter(long max)
+{
+	return (limit_enter(&st->upstreams, max));
+}
+
+void
+stats_upstream_leave(void)
+{
+	__atomic_sub_fetch(&st->upstreams, 1, __ATOMIC_SEQ_CST);
 }
 
 void
@@ -151,4 +174,60 @@ void
 stats_client_leave(const struct sockaddr *sa)
 {
 	(void)client_add(sa, -1, 0);
+}
+
+void
+stats_set_generation(int gen)
+{
+	generation = gen;
+}
+
+/* Monotonic milliseconds: the same clock in every process, immune to clock steps. */
+static long long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+int
+stats_auth_backoff_start(long seconds)
+{
+	struct auth_backoff *a = &st->auth;
+	long long now = mono_ms();
+	int started = 0;
+
+	if (stats_lock(&a->lock) != 0)
+		return (0);
+	/*
+	 * A draining worker of an older generation must not override the new
+	 * configuration's state: its refused password may be the one just fixed.
+	 */
+	if (a->generation < generation ||
+	    (a->generation == generation && now >= a->until_ms)) {
+		a->generation = generation;
+		a->until_ms = now + (long long)seconds * 1000;
+		started = 1;
+	}
+	stats_unlock(&a->lock);
+	return (started);
+}
+
+long
+stats_auth_backoff_left(void)
+{
+	struct auth_backoff *a = &st->auth;
+	long long left = 0;
+
+	/* Nothing ever started: skip the lock on every accept. */
+	if (__atomic_load_n(&a->until_ms, __ATOMIC_ACQUIRE) == 0)
+		return (0);
+	if (stats_lock(&a->lock) != 0)
+		return (0);
+	if (a->generation == generation)
+		left = a->until_ms - mono_ms();
+	stats_unlock(&a->lock);
+	return (left > 0 ? (long)((left + 999) / 1000) : 0);
 }

@@ -14,7 +14,7 @@ struct tlsctx {
 	SSL_CTX		*ctx;
 	SSL_SESSION	*session;	/* the newest session the upstream gave us */
 	unsigned long	 share_gen;	/* of the shared copy t->session came from */
-	char		 key[600];	/* which upstream: sessions never cross to another */
+	char		 key[STATS_TLS_KEY];	/* which upstream: sessions never cross to another */
 	int		 verify;
 };
 
@@ -103,12 +103,15 @@ tlsctx_errors(char *buf, size_t size)
 }
 
 struct tlsctx *
-tlsctx_new_client(const char *key, const char *ca_file, int verify, int min_tls, char *err,
-    size_t errsize)
+tlsctx_new_client(const char *key, const char *ca_file, int verify, int min_tls,
+    const char *ciphers, int *bad_ciphers, char *err, size_t errsize)
 {
 	struct tlsctx *t;
 	char why[512];
 
+	*bad_ciphers = 0;
+	if (ciphers == NULL || ciphers[0] == '\0')
+		ciphers = TLSCTX_CIPHERS;
 	if (tlsctx_index < 0)
 		tlsctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
@@ -116,12 +119,18 @@ tlsctx_new_client(const char *key, const char *ca_file, int verify, int min_tls,
 		return (NULL);
 	}
 	t->verify = verify;
-	snprintf(t->key, sizeof(t->key), "%s", key);
+	/* A session made under other suites must not be offered under these. */
+	snprintf(t->key, sizeof(t->key), "%s|%s", key, ciphers);
 	ERR_clear_error();
 	if ((t->ctx = SSL_CTX_new(TLS_client_method())) == NULL)
 		goto fail;
 	if (SSL_CTX_set_min_proto_version(t->ctx, min_tls) != 1)
 		goto fail;
+	/* The TLS 1.2 list only; OpenSSL's TLS 1.3 default (all three AEAD suites) stays. */
+	if (SSL_CTX_set_cipher_list(t->ctx, ciphers) != 1) {
+		*bad_ciphers = 1;
+		goto fail;
+	}
 	if (ca_file != NULL && ca_file[0] != '\0') {
 		if (SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL) != 1)
 			goto fail;
@@ -144,6 +153,26 @@ fail:
 	snprintf(err, errsize, "%s", why[0] ? why : "TLS setup failed");
 	tlsctx_free(t);
 	return (NULL);
+}
+
+int
+tlsctx_forward_secret(const SSL *ssl)
+{
+	const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+
+	if (c == NULL)
+		return (0);
+	switch (SSL_CIPHER_get_kx_nid(c)) {
+	case NID_kx_ecdhe:
+	case NID_kx_dhe:
+	case NID_kx_ecdhe_psk:
+	case NID_kx_dhe_psk:
+	/* TLS 1.3: always (EC)DHE, also on resumption (we never allow psk_ke alone). */
+	case NID_kx_any:
+		return (1);
+	default:
+		return (0);
+	}
 }
 
 void

@@ -21,16 +21,38 @@ struct tls_report {
 	int	 resumed;
 };
 
+/*
+ * TLS 1.2 suites offered when tls_ciphers is empty: Mozilla's intermediate
+ * profile cut to ECDHE key exchange with AEAD ciphers. No static RSA (no forward
+ * secrecy), no CBC with SHA-1 MACs (Lucky13-style padding oracles), and no
+ * finite-field DHE (weak or slow groups on old servers).
+ */
+#define TLSCTX_CIPHERS "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 /**
- * tlsctx_new_client(key, ca_file, verify, min_tls, err, errsize):
+ * tlsctx_new_client(key, ca_file, verify, min_tls, ciphers, bad_ciphers, err, errsize):
  * A client context: chain checked against ${ca_file} (the system store when empty),
- * peer verification when ${verify}, at least ${min_tls} (e.g. TLS1_2_VERSION), and a
- * one-entry session cache for resumption, shared between workers through the
- * stats mapping under ${key} (naming the upstream: a session is only offered to
- * the server it came from). NULL with a reason in ${err} on failure.
+ * peer verification when ${verify}, at least ${min_tls} (e.g. TLS1_2_VERSION), the
+ * TLS 1.2 cipher list ${ciphers} (OpenSSL syntax; TLSCTX_CIPHERS when empty; every
+ * TLS 1.3 suite is offered either way), and a one-entry session cache for
+ * resumption, shared between workers through the stats mapping under ${key} and
+ * the cipher list (naming the upstream: a session is only offered to the server it
+ * came from, and only under the settings it was made with). NULL with a reason in
+ * ${err} on failure; ${bad_ciphers} is set to 1 when ${ciphers} is what failed
+ * (no cipher matched), else 0.
  */
 struct tlsctx *tlsctx_new_client(const char *key, const char *ca_file, int verify,
-    int min_tls, char *err, size_t errsize);
+    int min_tls, const char *ciphers, int *bad_ciphers, char *err, size_t errsize);
+
+/**
+ * tlsctx_forward_secret(ssl):
+ * 1 if the negotiated suite of ${ssl} has an ephemeral key exchange (ECDHE, DHE,
+ * or any TLS 1.3 suite), 0 if not (static RSA: whoever later holds the server's
+ * key can decrypt a recorded session).
+ */
+int tlsctx_forward_secret(const SSL *ssl);
 
 /**
  * tlsctx_free(t):

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -23,6 +24,7 @@
 #include "log.h"
 #include "resolve.h"
 #include "smtp.h"
+#include "stats.h"
 #include "tlsctx.h"
 #include "upstream.h"
 
@@ -127,6 +129,7 @@ log_handshake(struct upstream *u)
 {
 	struct tls_report r;
 	struct logline l;
+	int fs = tlsctx_forward_secret(conn_ssl(u->c));
 
 	tlsctx_report(conn_ssl(u->c), &r);
 	log_begin(&l, L_INFO, u->sid, "tls.handshake");
@@ -149,8 +152,17 @@ log_handshake(struct upstream *u)
 	log_str(&l, "verify", r.verify);
 	log_str(&l, "sni", u->cfg->server_name);
 	log_str(&l, "resumed", r.resumed ? "yes" : "no");
+	log_str(&l, "fs", fs ? "yes" : "no");
 	log_num(&l, "ms", (long long)((ev_now(u->loop) - u->tls_start) * 1000 + 0.5));
 	log_end(&l);
+	if (!fs) {
+		log_begin(&l, L_WARN, u->sid, "tls.no-forward-secrecy");
+		log_str(&l, "upstream", u->cfg->host);
+		log_str(&l, "cipher", r.cipher);
+		log_str(&l, "msg", "static RSA key exchange: whoever gets the server's key can "
+		    "decrypt recorded sessions; only tls_ciphers allows such suites");
+		log_end(&l);
+	}
 	if (!u->cfg->verify) {
 		log_begin(&l, L_WARN, u->sid, "tls.unverified");
 		log_str(&l, "upstream", u->cfg->host);
@@ -275,6 +287,36 @@ redact_secrets(struct upstream *u, char *s, size_t n)
 	OPENSSL_cleanse(enc, sizeof(enc));
 }
 
+/*
+ * Only a 5xx is a verdict on the credentials (535 5.7.8, 534, 530...): the next
+ * try with the same password fails the same way and counts toward the provider's
+ * lock-out. A 4xx (454 4.7.0 temporary authentication failure) is the provider's
+ * own trouble and the next session is the retry it asks for; holding every
+ * device off for auth_retry_after would turn its hiccup into our outage.
+ */
+static void
+auth_backoff(struct upstream *u, const char *reply, size_t len)
+{
+	char until[32];
+	struct logline l;
+	struct tm tm;
+	time_t t;
+
+	if (len < 1 || reply[0] != '5' || u->cfg->auth_retry_after == 0 ||
+	    !stats_auth_backoff_start((long)u->cfg->auth_retry_after))
+		return;
+	t = time(NULL) + (time_t)u->cfg->auth_retry_after;
+	strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+	log_begin(&l, L_WARN, u->sid, "auth.backoff");
+	log_str(&l, "upstream", u->cfg->host);
+	log_str(&l, "user", u->cfg->username);
+	log_num(&l, "seconds", (long long)u->cfg->auth_retry_after);
+	log_str(&l, "until", until);
+	log_str(&l, "msg", "login refused: devices get 421 without a new try until then, or "
+	    "until a reload (fix the password, then reload)");
+	log_end(&l);
+}
+
 static void
 auth_done(struct upstream *u, const char *reply, size_t len, int ok)
 {
@@ -295,10 +337,12 @@ auth_done(struct upstream *u, const char *reply, size_t len, int ok)
 		OPENSSL_cleanse(shown, n);
 	}
 	log_end(&l);
-	if (ok)
+	if (ok) {
 		up_ready(u);
-	else
-		up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
+		return;
+	}
+	auth_backoff(u, reply, len);
+	up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
 }
 
 /* One complete reply from the upstream, in the current state. Returns -1 if u is gone. */
