@@ -1,5 +1,6 @@
 """`smtp-tls-proxy -t -c FILE`: configuration check."""
 import os
+import signal
 import subprocess
 
 import pytest
@@ -62,3 +63,60 @@ def test_daemon_refuses_to_start_on_bad_config(tmp_path, good_sections):
     path.write_text(render_ini(good_sections))
     p = subprocess.run([PROXY_BIN, "-c", str(path)], capture_output=True, text=True, timeout=10)
     assert p.returncode != 0
+
+
+# ---- warnings: what loads but is probably a mistake ----------------------------------------
+
+def _line_of(text, line):
+    return text.splitlines().index(line) + 1
+
+
+def test_warnings_are_printed_and_the_check_still_passes(tmp_path, good_sections):
+    good_sections["upstream"]["server_name"] = '"mail.test"'
+    good_sections["proxy"]["allow"] = "127.0.0.0/8, 203.0.113.0/24"
+    text = render_ini(good_sections)
+    path, p = check_config(str(tmp_path), text)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout == "configuration OK\n"
+    assert p.stderr == (
+        "%s:%d: warning: server_name: value is quoted; quotes are kept as part of the value\n"
+        "%s:%d: warning: allow has a public network (203.0.113.0/24) and no username: an open "
+        "relay wherever the upstream trusts this gateway's address\n" % (
+            path, _line_of(text, 'server_name = "mail.test"'),
+            path, _line_of(text, "allow = 127.0.0.0/8, 203.0.113.0/24")))
+
+
+def test_misspelt_section_is_one_error_at_its_header(tmp_path, good_sections):
+    text = render_ini(good_sections).replace("[upstream]", "[upstrem]")
+    path, p = check_config(str(tmp_path), text)
+    assert p.returncode == 1
+    assert p.stderr == "%s:%d: unknown section [upstrem] (did you mean [upstream]?)\n" % (
+        path, _line_of(text, "[upstrem]"))
+
+
+def test_daemon_logs_config_warnings_at_start_and_on_reload(proxy):
+    px = proxy(None, proxy={"allow": "127.0.0.0/8, ::1/128, 203.0.113.0/24"})
+    warned = px.wait_event("config.warning")
+    assert len(warned) == 1 and warned[0]["level"] == "warn", px.stderr()
+    assert warned[0]["msg"].startswith("%s:" % px.conf)
+    assert "warning: allow has a public network (203.0.113.0/24)" in warned[0]["msg"]
+
+    with open(px.conf) as f:
+        text = f.read()
+    with open(px.conf, "w") as f:
+        f.write(text.replace("203.0.113.0/24", "198.51.100.0/24"))
+    px.proc.send_signal(signal.SIGHUP)
+    assert px.wait_event("config.reload", timeout=20), px.stderr()
+    warned = px.wait_event("config.warning", n=2)
+    assert len(warned) == 2 and "(198.51.100.0/24)" in warned[1]["msg"], px.stderr()
+
+    # A refused reload: its errors as config.reload-refused, its warnings still config.warning.
+    with open(px.conf, "w") as f:
+        f.write(text.replace("[log]", "[log]\nno_such_key = 1").replace(
+            "[upstream]", "[upstream]\ntls_ciphers = 'ECDHE+AESGCM'"))
+    px.proc.send_signal(signal.SIGHUP)
+    refused = px.wait_event("config.reload-refused", timeout=20)
+    assert len(refused) == 1 and "unknown key 'no_such_key'" in refused[0]["msg"], px.stderr()
+    warned = px.wait_event("config.warning", n=3)
+    assert len(warned) == 3 and "warning: tls_ciphers: value is quoted" in warned[2]["msg"], \
+        px.stderr()
