@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import PROXY_BIN, check_config, render_ini
+from conftest import PROXY_BIN, REPO, check_config, render_ini
 
 
 @pytest.fixture
@@ -67,6 +67,9 @@ def test_daemon_refuses_to_start_on_bad_config(tmp_path, good_sections):
 
 # ---- warnings: what loads but is probably a mistake ----------------------------------------
 
+SHIPPED = os.path.join(REPO, "conf", "smtp-tls-proxy.ini")
+
+
 def _line_of(text, line):
     return text.splitlines().index(line) + 1
 
@@ -92,6 +95,28 @@ def test_misspelt_section_is_one_error_at_its_header(tmp_path, good_sections):
     assert p.returncode == 1
     assert p.stderr == "%s:%d: unknown section [upstrem] (did you mean [upstream]?)\n" % (
         path, _line_of(text, "[upstrem]"))
+
+
+def test_shipped_config_untouched_says_host_is_required(tmp_path):
+    """The installed file must not pass -t while it still names smtp.example.com."""
+    with open(SHIPPED) as f:
+        text = f.read()
+    p = subprocess.run([PROXY_BIN, "-t", "-c", SHIPPED], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert p.stdout == ""
+    assert p.stderr == "%s:%d: [upstream] host is required\n" % (
+        SHIPPED, _line_of(text, "[upstream]"))
+
+
+def test_shipped_config_with_a_host_passes_without_warnings(tmp_path):
+    with open(SHIPPED) as f:
+        text = f.read()
+    assert "\n;host = smtp.example.com\n" in text
+    path, p = check_config(str(tmp_path), text.replace(
+        "\n;host = smtp.example.com\n", "\nhost = smtp.example.com\n"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (p.stdout, p.stderr) == ("configuration OK\n", "")
 
 
 def test_daemon_logs_config_warnings_at_start_and_on_reload(proxy):
