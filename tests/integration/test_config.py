@@ -1,5 +1,6 @@
 """`smtp-tls-proxy -t -c FILE`: configuration check."""
 import os
+import re
 import signal
 import subprocess
 
@@ -145,3 +146,61 @@ def test_daemon_logs_config_warnings_at_start_and_on_reload(proxy):
     warned = px.wait_event("config.warning", n=3)
     assert len(warned) == 3 and "warning: tls_ciphers: value is quoted" in warned[2]["msg"], \
         px.stderr()
+
+
+# ---- conf/examples: complete configurations admins start from ------------------------------
+
+EXAMPLES = os.path.join(REPO, "conf", "examples")
+EXAMPLE_SETUPS = {             # file: lines it must hold (what the admin came for)
+    "gmail.ini": ["host = smtp.gmail.com", "port = 587", "tls = starttls"],
+    "microsoft365.ini": ["host = smtp.office365.com", "port = 587", "auth_mechanism = login"],
+    "smarthost-465.ini": ["port = 465", "tls = implicit"],
+    "two-listeners.ini": ["listen = 0.0.0.0:25, 0.0.0.0:2525"],
+}
+
+
+def _stub_credentials(tmp_path, text):
+    """A CREDENTIALS_DIRECTORY holding a root-only stub for every credential the file names,
+    as systemd's LoadCredential= would."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    names = re.findall(r"\$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)", text)
+    for name in names:
+        (creds / name).write_text("stub-secret\n")
+        os.chmod(creds / name, 0o600)
+    return str(creds), names
+
+
+def test_every_example_is_tested():
+    assert sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".ini")) == \
+        sorted(EXAMPLE_SETUPS)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_SETUPS))
+def test_example_passes_check_with_its_credentials_stubbed(tmp_path, name):
+    path = os.path.join(EXAMPLES, name)
+    with open(path) as f:
+        text = f.read()
+    lines = text.splitlines()
+    for want in EXAMPLE_SETUPS[name]:
+        assert want in lines, "%s: no line %r" % (name, want)
+    assert "providers reject a MAIL FROM that is not the authenticated\n; mailbox" in text
+    creds, names = _stub_credentials(tmp_path, text)
+    assert names, "%s: the password should come from a credential, not the file" % name
+    assert not re.search(r"^password\s*=", text, re.M)
+    env = dict(os.environ, CREDENTIALS_DIRECTORY=creds)
+    p = subprocess.run([PROXY_BIN, "-t", "-c", path], capture_output=True, text=True,
+                       timeout=10, env=env)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "configuration OK\n", ""), p.stderr
+    # Without systemd's credentials the check says what is missing, where.
+    env.pop("CREDENTIALS_DIRECTORY")
+    p = subprocess.run([PROXY_BIN, "-t", "-c", path], capture_output=True, text=True,
+                       timeout=10, env=env)
+    assert p.returncode == 1 and "${CREDENTIALS_DIRECTORY} is not set" in p.stderr, p.stderr
+
+
+def test_microsoft365_example_says_basic_auth_is_being_turned_off():
+    with open(os.path.join(EXAMPLES, "microsoft365.ini")) as f:
+        text = " ".join(l.lstrip("; ") for l in f.read().splitlines())
+    assert "Basic authentication (a password) for SMTP AUTH off by default at the end of " \
+        "December 2026" in text
