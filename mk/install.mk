@@ -28,6 +28,9 @@ UNIT_SED := -e 's|/usr/local/sbin/|$(SBINDIR)/|g' \
             -e 's|/etc/smtp-tls-proxy/|$(CONFDIR)/|g' \
             -e 's|/usr/local/share/doc/smtp-tls-proxy/|$(DOCDIR)/|g'
 
+# Complete configurations (Gmail, Microsoft 365, ...) beside the systemd drop-ins.
+EXAMPLE_CONFS := $(wildcard conf/examples/*.ini)
+
 INSTALLED_FILES := \
 	$(SBINDIR)/smtp-tls-proxy \
 	$(UNITDIR)/smtp-tls-proxy.service \
@@ -37,7 +40,8 @@ INSTALLED_FILES := \
 	$(DOCDIR)/README.md \
 	$(DOCDIR)/smtp-tls-proxy.ini \
 	$(DOCDIR)/examples/socket-activation.conf \
-	$(DOCDIR)/examples/credentials.conf
+	$(DOCDIR)/examples/credentials.conf \
+	$(addprefix $(DOCDIR)/examples/,$(notdir $(EXAMPLE_CONFS)))
 
 .PHONY: install uninstall
 
@@ -66,6 +70,7 @@ install: $(INSTALL_BIN)
 	$(INSTALL) -m 0644 conf/smtp-tls-proxy.ini $(DESTDIR)$(DOCDIR)/smtp-tls-proxy.ini
 	$(INSTALL) -m 0644 systemd/examples/socket-activation.conf systemd/examples/credentials.conf \
 	    $(DESTDIR)$(DOCDIR)/examples/
+	$(INSTALL) -m 0644 $(EXAMPLE_CONFS) $(DESTDIR)$(DOCDIR)/examples/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED_FILES))

@@ -1,4 +1,5 @@
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 
 #include <ctype.h>
@@ -29,8 +30,15 @@ struct loader {
 	char		*errs;
 	size_t		 errsize, errlen;
 	int		 nerr;
+	size_t		 warnlen;	/* used in c->warnings */
 	int		 seen[64];	/* line each key was set on, 0 = default */
-	int		 section_line[4];
+	int		 section_line[4];	/* line of each section's header */
+	/* The reader's view of the line inih is about to parse (inih tells us neither). */
+	char		 header[50];	/* last [section] header, cut as inih cuts it */
+	int		 header_line;
+	int		 prev_key;	/* a key since that header: indented lines continue it */
+	int		 comment_cut;	/* the value on this line ends at an inline ';' comment */
+	char		 bad_section[50];	/* the unknown section reported last */
 };
 
 typedef const char *(*setter)(struct config *, const char *);
@@ -110,32 +118,60 @@ static const struct {
 
 static const char *sections[] = { "proxy", "upstream", "log", "limits" };
 
+static void text_add(char *, size_t, size_t *, const char *, int, const char *, const char *,
+    va_list) __attribute__((format(printf, 7, 0)));
+static void err_add(struct loader *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+static void warn_add(struct loader *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Append "PATH:LINE: KIND" (or "PATH: KIND"), the message and a newline; cut safely when full. */
+static void
+text_add(char *buf, size_t size, size_t *lenp, const char *path, int line, const char *kind,
+    const char *fmt, va_list ap)
+{
+	int n;
+
+	if (*lenp >= size)
+		return;
+	n = line > 0 ?
+	    snprintf(buf + *lenp, size - *lenp, "%s:%d: %s", path, line, kind) :
+	    snprintf(buf + *lenp, size - *lenp, "%s: %s", path, kind);
+	if (n > 0)
+		*lenp += (size_t)n;
+	if (*lenp >= size)
+		return;
+	n = vsnprintf(buf + *lenp, size - *lenp, fmt, ap);
+	if (n > 0)
+		*lenp += (size_t)n;
+	if (*lenp + 1 < size) {
+		buf[(*lenp)++] = '\n';
+		buf[*lenp] = '\0';
+	} else
+		*lenp = size;
+}
+
 static void
 err_add(struct loader *ld, int line, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
 
 	ld->nerr++;
-	if (ld->errlen >= ld->errsize)
-		return;
-	n = line > 0 ?
-	    snprintf(ld->errs + ld->errlen, ld->errsize - ld->errlen, "%s:%d: ", ld->path, line) :
-	    snprintf(ld->errs + ld->errlen, ld->errsize - ld->errlen, "%s: ", ld->path);
-	if (n > 0)
-		ld->errlen += (size_t)n;
-	if (ld->errlen >= ld->errsize)
-		return;
 	va_start(ap, fmt);
-	n = vsnprintf(ld->errs + ld->errlen, ld->errsize - ld->errlen, fmt, ap);
+	text_add(ld->errs, ld->errsize, &ld->errlen, ld->path, line, "", fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		ld->errlen += (size_t)n;
-	if (ld->errlen + 1 < ld->errsize) {
-		ld->errs[ld->errlen++] = '\n';
-		ld->errs[ld->errlen] = '\0';
-	} else
-		ld->errlen = ld->errsize;
+}
+
+/* A value that loads but is probably not what the operator meant: said, never refused. */
+static void
+warn_add(struct loader *ld, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	text_add(ld->c->warnings, sizeof(ld->c->warnings), &ld->warnlen, ld->path, line,
+	    "warning: ", fmt, ap);
+	va_end(ap);
 }
 
 static const char *
@@ -450,6 +486,66 @@ has_control(const char *v)
 	return (0);
 }
 
+/* inih keeps quotes: host = "smtp.example.com" is a host name with quotes in it. */
+static int
+is_quoted(const char *v)
+{
+	size_t n = strlen(v);
+
+	return (n >= 2 && (v[0] == '"' || v[0] == '\'') && v[n - 1] == v[0]);
+}
+
+/* Edit distance between ${a} and ${b} ignoring case, for "did you mean"; both short. */
+static size_t
+distance(const char *a, const char *b)
+{
+	size_t row[64], i, j, diag, up, nb = strlen(b);
+
+	if (nb >= sizeof(row) / sizeof(row[0]) || strlen(a) >= sizeof(row) / sizeof(row[0]))
+		return ((size_t)-1);
+	for (j = 0; j <= nb; j++)
+		row[j] = j;
+	for (i = 1; a[i - 1] != '\0'; i++) {
+		diag = row[0];
+		row[0] = i;
+		for (j = 1; j <= nb; j++) {
+			up = row[j];
+			row[j] = diag + (tolower((unsigned char)a[i - 1]) !=
+			    tolower((unsigned char)b[j - 1]));
+			if (up + 1 < row[j])
+				row[j] = up + 1;
+			if (row[j - 1] + 1 < row[j])
+				row[j] = row[j - 1] + 1;
+			diag = up;
+		}
+	}
+	return (row[nb]);
+}
+
+/*
+ * A section we do not know: said once, at its header (inih calls us once per key in it),
+ * with the known section it most likely meant.
+ */
+static void
+unknown_section(struct loader *ld, const char *section)
+{
+	const char *best = NULL;
+	size_t i, d, bestd = 3;	/* two typos at most, or the hint is a guess */
+
+	if (strcmp(section, ld->bad_section) == 0)
+		return;
+	snprintf(ld->bad_section, sizeof(ld->bad_section), "%s", section);
+	for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+		if ((d = distance(section, sections[i])) < bestd) {
+			bestd = d;
+			best = sections[i];
+		}
+	}
+	err_add(ld, strcmp(section, ld->header) == 0 ? ld->header_line : ld->line,
+	    "unknown section [%s]%s%s%s", section, best ? " (did you mean [" : "",
+	    best ? best : "", best ? "]?)" : "");
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -458,6 +554,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 	size_t i;
 	int known = 0;
 
+	ld->prev_key = 1;
 	for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
 		if (strcmp(section, sections[i]) == 0) {
 			known = 1;
@@ -466,7 +563,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 		}
 	}
 	if (!known) {
-		err_add(ld, ld->line, "unknown section [%s]", section);
+		unknown_section(ld, section);
 		return (1);
 	}
 	for (i = 0; i < NKEYS; i++) {
@@ -481,6 +578,13 @@ handler(void *user, const char *section, const char *name, const char *value)
 			err_add(ld, ld->line, "%s: control characters in the value", name);
 			return (1);
 		}
+		if (is_quoted(value))
+			warn_add(ld, ld->line, "%s: value is quoted; quotes are kept as part of "
+			    "the value", name);
+		if (ld->comment_cut && strcmp(name, "password") == 0)
+			warn_add(ld, ld->line, "password: a ';' after a space or tab starts a "
+			    "comment, so the password was read only up to it; put a password "
+			    "with \" ;\" in it in password_file");
 		if ((why = keys[i].set(ld->c, value)) != NULL)
 			err_add(ld, ld->line, "%s = %s: %s", name,
 			    strcmp(name, "password") == 0 ? "********" : value, why);
@@ -488,6 +592,41 @@ handler(void *user, const char *section, const char *name, const char *value)
 	}
 	err_add(ld, ld->line, "unknown key '%s' in [%s]", name, section);
 	return (1);
+}
+
+/*
+ * Look at a line before inih does: note a [section] header (its name and line, which
+ * inih does not pass on) and whether an inline comment cuts the value short. Mirrors
+ * inih r55: ';' after a space or tab starts a comment, an indented line after a key
+ * continues that key's value.
+ */
+static void
+look_ahead(struct loader *ld, const char *line)
+{
+	const char *s = line, *end;
+	size_t i, n;
+
+	if (ld->line == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+		s += 3;		/* inih skips a UTF-8 BOM */
+	ld->comment_cut = 0;
+	if ((end = strpbrk(s, "=:")) != NULL)
+		for (end++; end[0] != '\0' && end[1] != '\0'; end++)
+			if ((end[0] == ' ' || end[0] == '\t') && end[1] == ';')
+				ld->comment_cut = 1;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s != '[' || (s > line && ld->prev_key) || (end = strchr(s, ']')) == NULL)
+		return;
+	n = (size_t)(end - s - 1);
+	if (n >= sizeof(ld->header))
+		n = sizeof(ld->header) - 1;
+	memcpy(ld->header, s + 1, n);
+	ld->header[n] = '\0';
+	ld->header_line = ld->line;
+	ld->prev_key = 0;
+	for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+		if (strcmp(ld->header, sections[i]) == 0 && ld->section_line[i] == 0)
+			ld->section_line[i] = ld->line;
 }
 
 /* inih's reader: counts lines so every message can say FILE:LINE. */
@@ -518,6 +657,7 @@ reader(char *str, int num, void *stream)
 		line[0] = '\0';
 		n = 0;
 	}
+	look_ahead(ld, line);
 	memcpy(str, line, n);
 	str[n] = '\n';
 	str[n + 1] = '\0';
@@ -541,6 +681,7 @@ read_password_file(struct loader *ld)
 {
 	struct config *c = ld->c;
 	int line = ld->seen[key_index("password_file")];
+	struct stat st;
 	ssize_t n;
 	int fd;
 
@@ -548,6 +689,9 @@ read_password_file(struct loader *ld)
 		err_add(ld, line, "password_file %s: %s", c->password_file, strerror(errno));
 		return (-1);
 	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & S_IROTH))
+		warn_add(ld, line, "password_file %s is readable by every user of this machine "
+		    "(chmod o-r it, or give it with LoadCredential=)", c->password_file);
 	n = read(fd, c->password, sizeof(c->password));
 	close(fd);
 	if (n < 0) {
@@ -635,8 +779,27 @@ check(struct loader *ld)
 				break;
 			}
 		}
-	} else if (c->password[0] != '\0' || c->password_file[0] != '\0')
-		err_add(ld, ld->seen[key_index("username")], "password given without username");
+	} else {
+		int pline = ld->seen[key_index("password")];
+		int fline = ld->seen[key_index("password_file")];
+
+		if (c->password[0] != '\0' || c->password_file[0] != '\0')
+			err_add(ld, pline ? pline : fline, "password given without username");
+		/* The devices' own AUTH passes through, but many relays trust an address. */
+		for (i = 0; i < c->nallow; i++) {
+			if (!cidr_is_private(&c->allow[i])) {
+				char addr[INET6_ADDRSTRLEN];
+
+				if (inet_ntop(c->allow[i].family, c->allow[i].addr, addr,
+				    sizeof(addr)) == NULL)
+					addr[0] = '\0';
+				warn_add(ld, ld->seen[key_index("allow")], "allow has a public "
+				    "network (%s/%d) and no username: an open relay wherever the "
+				    "upstream trusts this gateway's address", addr, c->allow[i].bits);
+				break;
+			}
+		}
+	}
 	if (ld->nerr == 0) {
 		char key[600];
 		int bad_ciphers;
@@ -692,6 +855,11 @@ config_load(const char *path, char *errs, size_t errsize)
 	if (ld.nerr == 0)
 		check(&ld);
 	if (ld.nerr > 0) {
+		/* After the errors, so the first line is still the first error. */
+		if (ld.errlen < ld.errsize) {
+			snprintf(ld.errs + ld.errlen, ld.errsize - ld.errlen, "%s", c->warnings);
+			ld.errlen += strlen(ld.errs + ld.errlen);
+		}
 		config_unref(c);
 		return (NULL);
 	}

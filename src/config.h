@@ -70,13 +70,18 @@ struct config {
 	enum log_format	 log_format;
 
 	struct tlsctx	*tls_up;		/* TLS towards the upstream, session cache */
+
+	/* "FILE:LINE: warning: message" lines, newline-separated; "" when none. */
+	char		 warnings[2048];
 };
 
 /**
  * config_load(path, errs, errsize):
  * Read and check the configuration in ${path} and load the files it names (CA,
- * password file). Return it with one reference, or NULL after writing
- * "FILE:LINE: message" lines (newline-separated) into ${errs}.
+ * password file). Return it with one reference and ${errs} empty; what loads but is
+ * probably a mistake is in its ${warnings} as "FILE:LINE: warning: message" lines.
+ * Or return NULL after writing "FILE:LINE: message" lines (newline-separated) into
+ * ${errs}: the errors first, then the warnings. "FILE: message" when no line applies.
  */
 struct config *config_load(const char *path, char *errs, size_t errsize);
 

@@ -434,6 +434,22 @@ on_stop(struct ev_loop *l, ev_signal *w, int revents)
 		ev_break(l, EVBREAK_ALL);
 }
 
+/* One config.warning line per warning in ${text}: what -t would print. */
+static void
+log_warnings(const char *text)
+{
+	struct logline l;
+	const char *nl;
+
+	for (; *text != '\0'; text = nl + (*nl != '\0')) {
+		if ((nl = strchr(text, '\n')) == NULL)
+			nl = text + strlen(text);
+		log_begin(&l, L_WARN, NULL, "config.warning");
+		log_strn(&l, "msg", text, (size_t)(nl - text));
+		log_end(&l);
+	}
+}
+
 static void
 on_reload(struct ev_loop *l, ev_signal *w, int revents)
 {
@@ -452,13 +468,18 @@ on_reload(struct ev_loop *l, ev_signal *w, int revents)
 	notify_send(msg);
 	if ((n = config_load(cfg->path, errs, sizeof(errs))) == NULL) {
 		for (line = strtok_r(errs, "\n", &save); line != NULL;
-		    line = strtok_r(NULL, "\n", &save))
-			log_simple(L_ERROR, "config.reload-refused", line);
+		    line = strtok_r(NULL, "\n", &save)) {
+			if (strstr(line, ": warning: ") != NULL)
+				log_warnings(line);
+			else
+				log_simple(L_ERROR, "config.reload-refused", line);
+		}
 	} else if (listeners_update(listeners, n) != 0) {
 		log_simple(L_ERROR, "config.reload-refused", "a new listen address cannot be bound");
 		config_unref(n);
 	} else {
 		log_init(n->log_level, n->log_format);
+		log_warnings(n->warnings);
 		config_unref(cfg);
 		cfg = n;
 		/* The new generation accepts at once; the old one stops accepting and drains. */
@@ -507,11 +528,14 @@ main(int argc, char **argv)
 		return (1);
 	}
 	if (check) {
+		/* Warnings do not fail the check: the file loads, and is run as written. */
+		fputs(cfg->warnings, stderr);
 		printf("configuration OK\n");
 		config_unref(cfg);
 		return (0);
 	}
 	log_init(cfg->log_level, cfg->log_format);
+	log_warnings(cfg->warnings);
 	raise_nofile(cfg);
 	watchdog_interval = notify_init();
 	signal(SIGPIPE, SIG_IGN);

@@ -1,10 +1,12 @@
 """`smtp-tls-proxy -t -c FILE`: configuration check."""
 import os
+import re
+import signal
 import subprocess
 
 import pytest
 
-from conftest import PROXY_BIN, check_config, render_ini
+from conftest import PROXY_BIN, REPO, check_config, render_ini
 
 
 @pytest.fixture
@@ -62,3 +64,143 @@ def test_daemon_refuses_to_start_on_bad_config(tmp_path, good_sections):
     path.write_text(render_ini(good_sections))
     p = subprocess.run([PROXY_BIN, "-c", str(path)], capture_output=True, text=True, timeout=10)
     assert p.returncode != 0
+
+
+# ---- warnings: what loads but is probably a mistake ----------------------------------------
+
+SHIPPED = os.path.join(REPO, "conf", "smtp-tls-proxy.ini")
+
+
+def _line_of(text, line):
+    return text.splitlines().index(line) + 1
+
+
+def test_warnings_are_printed_and_the_check_still_passes(tmp_path, good_sections):
+    good_sections["upstream"]["server_name"] = '"mail.test"'
+    good_sections["proxy"]["allow"] = "127.0.0.0/8, 203.0.113.0/24"
+    text = render_ini(good_sections)
+    path, p = check_config(str(tmp_path), text)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout == "configuration OK\n"
+    assert p.stderr == (
+        "%s:%d: warning: server_name: value is quoted; quotes are kept as part of the value\n"
+        "%s:%d: warning: allow has a public network (203.0.113.0/24) and no username: an open "
+        "relay wherever the upstream trusts this gateway's address\n" % (
+            path, _line_of(text, 'server_name = "mail.test"'),
+            path, _line_of(text, "allow = 127.0.0.0/8, 203.0.113.0/24")))
+
+
+def test_misspelt_section_is_one_error_at_its_header(tmp_path, good_sections):
+    text = render_ini(good_sections).replace("[upstream]", "[upstrem]")
+    path, p = check_config(str(tmp_path), text)
+    assert p.returncode == 1
+    assert p.stderr == "%s:%d: unknown section [upstrem] (did you mean [upstream]?)\n" % (
+        path, _line_of(text, "[upstrem]"))
+
+
+def test_shipped_config_untouched_says_host_is_required(tmp_path):
+    """The installed file must not pass -t while it still names smtp.example.com."""
+    with open(SHIPPED) as f:
+        text = f.read()
+    p = subprocess.run([PROXY_BIN, "-t", "-c", SHIPPED], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert p.stdout == ""
+    assert p.stderr == "%s:%d: [upstream] host is required\n" % (
+        SHIPPED, _line_of(text, "[upstream]"))
+
+
+def test_shipped_config_with_a_host_passes_without_warnings(tmp_path):
+    with open(SHIPPED) as f:
+        text = f.read()
+    assert "\n;host = smtp.example.com\n" in text
+    path, p = check_config(str(tmp_path), text.replace(
+        "\n;host = smtp.example.com\n", "\nhost = smtp.example.com\n"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (p.stdout, p.stderr) == ("configuration OK\n", "")
+
+
+def test_daemon_logs_config_warnings_at_start_and_on_reload(proxy):
+    px = proxy(None, proxy={"allow": "127.0.0.0/8, ::1/128, 203.0.113.0/24"})
+    warned = px.wait_event("config.warning")
+    assert len(warned) == 1 and warned[0]["level"] == "warn", px.stderr()
+    assert warned[0]["msg"].startswith("%s:" % px.conf)
+    assert "warning: allow has a public network (203.0.113.0/24)" in warned[0]["msg"]
+
+    with open(px.conf) as f:
+        text = f.read()
+    with open(px.conf, "w") as f:
+        f.write(text.replace("203.0.113.0/24", "198.51.100.0/24"))
+    px.proc.send_signal(signal.SIGHUP)
+    assert px.wait_event("config.reload", timeout=20), px.stderr()
+    warned = px.wait_event("config.warning", n=2)
+    assert len(warned) == 2 and "(198.51.100.0/24)" in warned[1]["msg"], px.stderr()
+
+    # A refused reload: its errors as config.reload-refused, its warnings still config.warning.
+    with open(px.conf, "w") as f:
+        f.write(text.replace("[log]", "[log]\nno_such_key = 1").replace(
+            "[upstream]", "[upstream]\ntls_ciphers = 'ECDHE+AESGCM'"))
+    px.proc.send_signal(signal.SIGHUP)
+    refused = px.wait_event("config.reload-refused", timeout=20)
+    assert len(refused) == 1 and "unknown key 'no_such_key'" in refused[0]["msg"], px.stderr()
+    warned = px.wait_event("config.warning", n=3)
+    assert len(warned) == 3 and "warning: tls_ciphers: value is quoted" in warned[2]["msg"], \
+        px.stderr()
+
+
+# ---- conf/examples: complete configurations admins start from ------------------------------
+
+EXAMPLES = os.path.join(REPO, "conf", "examples")
+EXAMPLE_SETUPS = {             # file: lines it must hold (what the admin came for)
+    "gmail.ini": ["host = smtp.gmail.com", "port = 587", "tls = starttls"],
+    "microsoft365.ini": ["host = smtp.office365.com", "port = 587", "auth_mechanism = login"],
+    "smarthost-465.ini": ["port = 465", "tls = implicit"],
+    "two-listeners.ini": ["listen = 0.0.0.0:25, 0.0.0.0:2525"],
+}
+
+
+def _stub_credentials(tmp_path, text):
+    """A CREDENTIALS_DIRECTORY holding a root-only stub for every credential the file names,
+    as systemd's LoadCredential= would."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    names = re.findall(r"\$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)", text)
+    for name in names:
+        (creds / name).write_text("stub-secret\n")
+        os.chmod(creds / name, 0o600)
+    return str(creds), names
+
+
+def test_every_example_is_tested():
+    assert sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".ini")) == \
+        sorted(EXAMPLE_SETUPS)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_SETUPS))
+def test_example_passes_check_with_its_credentials_stubbed(tmp_path, name):
+    path = os.path.join(EXAMPLES, name)
+    with open(path) as f:
+        text = f.read()
+    lines = text.splitlines()
+    for want in EXAMPLE_SETUPS[name]:
+        assert want in lines, "%s: no line %r" % (name, want)
+    assert "providers reject a MAIL FROM that is not the authenticated\n; mailbox" in text
+    creds, names = _stub_credentials(tmp_path, text)
+    assert names, "%s: the password should come from a credential, not the file" % name
+    assert not re.search(r"^password\s*=", text, re.M)
+    env = dict(os.environ, CREDENTIALS_DIRECTORY=creds)
+    p = subprocess.run([PROXY_BIN, "-t", "-c", path], capture_output=True, text=True,
+                       timeout=10, env=env)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "configuration OK\n", ""), p.stderr
+    # Without systemd's credentials the check says what is missing, where.
+    env.pop("CREDENTIALS_DIRECTORY")
+    p = subprocess.run([PROXY_BIN, "-t", "-c", path], capture_output=True, text=True,
+                       timeout=10, env=env)
+    assert p.returncode == 1 and "${CREDENTIALS_DIRECTORY} is not set" in p.stderr, p.stderr
+
+
+def test_microsoft365_example_says_basic_auth_is_being_turned_off():
+    with open(os.path.join(EXAMPLES, "microsoft365.ini")) as f:
+        text = " ".join(l.lstrip("; ") for l in f.read().splitlines())
+    assert "Basic authentication (a password) for SMTP AUTH off by default at the end of " \
+        "December 2026" in text

@@ -19,6 +19,10 @@ EXPECTED = {                      # path under DESTDIR with default PREFIX/SYSCO
     "usr/local/share/doc/smtp-tls-proxy/smtp-tls-proxy.ini": 0o644,
     "usr/local/share/doc/smtp-tls-proxy/examples/socket-activation.conf": 0o644,
     "usr/local/share/doc/smtp-tls-proxy/examples/credentials.conf": 0o644,
+    "usr/local/share/doc/smtp-tls-proxy/examples/gmail.ini": 0o644,
+    "usr/local/share/doc/smtp-tls-proxy/examples/microsoft365.ini": 0o644,
+    "usr/local/share/doc/smtp-tls-proxy/examples/smarthost-465.ini": 0o644,
+    "usr/local/share/doc/smtp-tls-proxy/examples/two-listeners.ini": 0o644,
 }
 CONF = "etc/smtp-tls-proxy/smtp-tls-proxy.ini"
 

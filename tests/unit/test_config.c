@@ -258,7 +258,32 @@ test_config_unknown_section_with_line(void **state)
 {
 	(void)state;
 	assert_error(load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = mx.example\n" CA
-	    "[logging]\nlevel = debug\n"), 7, "unknown section [logging]");
+	    "[logging]\nlevel = debug\n"), 6, "unknown section [logging]");
+	/* Too far from every section for a guess. */
+	assert_null(strstr(errs, "did you mean"));
+}
+
+static void
+test_config_misspelt_section_reported_once_at_its_header(void **state)
+{
+	char want[512];
+
+	(void)state;
+	assert_null(load("[proxy]\nhostname = proxy.test\n[upstrem]\nhost = mx.example\n"
+	    "port = 587\n; a comment\n\n" CA "verify = yes\n"));
+	snprintf(want, sizeof(want),
+	    "%s:3: unknown section [upstrem] (did you mean [upstream]?)\n", cfgpath);
+	assert_string_equal(errs, want);
+	/*
+	 * Case and a missing letter are typos too. An indented header right after another
+	 * is a header; after a key, inih takes it for the rest of that key's value.
+	 */
+	assert_null(load("[Proxy]\nhostname = proxy.test\n[upstream]\n  [limit]\n"
+	    "max_errors = 3\n  [log]\n"));
+	snprintf(want, sizeof(want),
+	    "%s:1: unknown section [Proxy] (did you mean [proxy]?)\n"
+	    "%s:4: unknown section [limit] (did you mean [limits]?)\n", cfgpath, cfgpath);
+	assert_string_equal(errs, want);
 }
 
 static void
@@ -408,11 +433,36 @@ test_config_username_with_private_allow_loads(void **state)
 	c = load("[proxy]\nhostname = proxy.test\nallow = 10.0.0.0/8, 192.168.0.0/16, fc00::/7\n"
 	    "[upstream]\nhost = mx.example\nusername = u\npassword = p\n" CA);
 	assert_loads(c);
+	assert_string_equal(c->warnings, "");
 	config_unref(c);
-	/* Without credentials, a public allow list is the operator's choice. */
-	c = load("[proxy]\nhostname = proxy.test\nallow = 0.0.0.0/0\n"
+}
+
+static void
+test_config_public_allow_without_username_warns(void **state)
+{
+	char want[512];
+	struct config *c;
+
+	(void)state;
+	/* Without credentials a public allow list loads, but the operator is told. */
+	c = load("[proxy]\nhostname = proxy.test\nallow = 10.0.0.0/8, 0.0.0.0/0\n"
 	    "[upstream]\nhost = mx.example\n" CA);
 	assert_loads(c);
+	snprintf(want, sizeof(want), "%s:3: warning: allow has a public network (0.0.0.0/0) and "
+	    "no username: an open relay wherever the upstream trusts this gateway's address\n",
+	    cfgpath);
+	assert_string_equal(c->warnings, want);
+	config_unref(c);
+	c = load("[proxy]\nhostname = proxy.test\nallow = 192.168.1.0/24, 2001:db8::/32\n"
+	    "[upstream]\nhost = mx.example\n" CA);
+	assert_loads(c);
+	assert_non_null(strstr(c->warnings, ":3: warning: allow has a public network "
+	    "(2001:db8::/32)"));
+	config_unref(c);
+	c = load("[proxy]\nhostname = proxy.test\nallow = 10.0.0.0/8, fc00::/7, 127.0.0.1\n"
+	    "[upstream]\nhost = mx.example\n" CA);
+	assert_loads(c);
+	assert_string_equal(c->warnings, "");
 	config_unref(c);
 }
 
@@ -427,10 +477,16 @@ test_config_username_without_password_refused(void **state)
 static void
 test_config_password_without_username_refused(void **state)
 {
+	char text[512];
+
 	(void)state;
+	/* Said at the line that gives the password, the one to remove or complete. */
 	assert_error(load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = mx.example\n" CA
-	    "password = hunter2\n"), 0, "password given without username");
+	    "password = hunter2\n"), 6, "password given without username");
 	assert_null(strstr(errs, "hunter2"));
+	snprintf(text, sizeof(text), "[proxy]\nhostname = proxy.test\n[upstream]\n"
+	    "host = mx.example\n" CA "\npassword_file = %s\n", pwpath);
+	assert_error(load(text), 7, "password given without username");
 }
 
 static void
@@ -498,9 +554,11 @@ static void
 test_config_missing_upstream_host_refused(void **state)
 {
 	(void)state;
-	/* Reported against the [upstream] section's (only) line. */
+	/* Reported against the [upstream] header, even when no key in it is set. */
 	assert_error(load("[proxy]\nhostname = proxy.test\n[upstream]\n" CA),
-	    4, "[upstream] host is required");
+	    3, "[upstream] host is required");
+	assert_error(load("[proxy]\nhostname = proxy.test\n\n; the mail server\n[upstream]\n"
+	    ";host = smtp.example.com\n"), 5, "[upstream] host is required");
 	/* With no [upstream] section at all there is no line to name. */
 	assert_error(load("[proxy]\nhostname = proxy.test\n"), 0, "[upstream] host is required");
 }
@@ -572,6 +630,116 @@ test_config_password_never_in_error_text(void **state)
 }
 
 static void
+test_config_quoted_value_warns(void **state)
+{
+	char want[512];
+	struct config *c;
+
+	(void)state;
+	c = load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = \"mx.example\"\n" CA
+	    "username = 'u'\npassword = p\"q\n");
+	assert_loads(c);
+	assert_string_equal(c->host, "\"mx.example\"");
+	snprintf(want, sizeof(want),
+	    "%s:4: warning: host: value is quoted; quotes are kept as part of the value\n"
+	    "%s:6: warning: username: value is quoted; quotes are kept as part of the value\n",
+	    cfgpath, cfgpath);
+	assert_string_equal(c->warnings, want);
+	config_unref(c);
+	/* A clean file has no warnings. */
+	c = load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = mx.example\n" CA);
+	assert_loads(c);
+	assert_string_equal(c->warnings, "");
+	config_unref(c);
+}
+
+static void
+test_config_password_cut_by_inline_comment_warns(void **state)
+{
+	static const struct {
+		const char	*line;
+		const char	*password;
+		int		 warned;
+	} cases[] = {
+		{ "password = hunter2 ;the old one", "hunter2", 1 },
+		{ "password = hunter2\t;tab", "hunter2", 1 },
+		{ "password = hunter2;kept", "hunter2;kept", 0 },
+		{ "password =;hunter2", ";hunter2", 0 },
+		{ "password = hunter2#kept", "hunter2#kept", 0 },
+	};
+	char text[512];
+	struct config *c;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NELEM(cases); i++) {
+		snprintf(text, sizeof(text), "[proxy]\nhostname = proxy.test\n[upstream]\n"
+		    "host = mx.example\n" CA "username = u\n%s\n", cases[i].line);
+		c = load(text);
+		assert_loads(c);
+		assert_string_equal(c->password, cases[i].password);
+		if (cases[i].warned) {
+			char want[256];
+
+			snprintf(want, sizeof(want), "%s:7: warning: password: a ';' after a "
+			    "space or tab starts a comment", cfgpath);
+			if (strncmp(c->warnings, want, strlen(want)) != 0)
+				fail_msg("case %zu: warnings \"%s\"", i, c->warnings);
+			assert_non_null(strstr(c->warnings, "password_file"));
+			assert_null(strstr(c->warnings, "hunter2"));
+		} else
+			assert_string_equal(c->warnings, "");
+		config_unref(c);
+	}
+	/* A ';' after the space that follows '=' cuts everything: inih's rule, warned. */
+	c = load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = mx.example\n" CA
+	    "username = u\npassword = ;hunter2\n");
+	assert_null(c);
+	assert_non_null(strstr(errs, "username is set but neither password nor password_file"));
+	assert_non_null(strstr(errs, ":7: warning: password: a ';'"));
+}
+
+static void
+test_config_world_readable_password_file_warns(void **state)
+{
+	char text[512], want[512];
+	struct config *c;
+
+	(void)state;
+	snprintf(text, sizeof(text), "[proxy]\nhostname = proxy.test\n[upstream]\n"
+	    "host = mx.example\n" CA "username = u\npassword_file = %s\n", pwpath);
+	write_file(pwpath, "s3cret\n", 7);
+	assert_int_equal(chmod(pwpath, 0644), 0);
+	c = load(text);
+	assert_loads(c);
+	snprintf(want, sizeof(want), "%s:7: warning: password_file %s is readable by every "
+	    "user of this machine (chmod o-r it, or give it with LoadCredential=)\n",
+	    cfgpath, pwpath);
+	assert_string_equal(c->warnings, want);
+	config_unref(c);
+	/* Group-readable is how a root-owned file is shared with the service's group. */
+	assert_int_equal(chmod(pwpath, 0640), 0);
+	c = load(text);
+	assert_loads(c);
+	assert_string_equal(c->warnings, "");
+	config_unref(c);
+}
+
+static void
+test_config_warnings_follow_the_errors_when_refused(void **state)
+{
+	char want[512];
+
+	(void)state;
+	assert_null(load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = 'mx.example'\n"
+	    "port = 0\n" CA));
+	snprintf(want, sizeof(want), "%s:5: port = 0: expected a port, 1..65535\n"
+	    "%s:4: warning: host: value is quoted; quotes are kept as part of the value\n",
+	    cfgpath, cfgpath);
+	assert_string_equal(errs, want);
+}
+
+static void
 test_config_every_error_reported_one_per_line(void **state)
 {
 	char want[1024];
@@ -612,6 +780,7 @@ main(void)
 		cmocka_unit_test(test_config_missing_file_names_it),
 		cmocka_unit_test(test_config_unknown_key_with_line),
 		cmocka_unit_test(test_config_unknown_section_with_line),
+		cmocka_unit_test(test_config_misspelt_section_reported_once_at_its_header),
 		cmocka_unit_test(test_config_listen_must_be_a_numeric_address),
 		cmocka_unit_test(test_config_bad_values_with_line),
 		cmocka_unit_test(test_config_duplicate_key_names_both_lines),
@@ -621,6 +790,7 @@ main(void)
 		cmocka_unit_test(test_config_syntax_error_with_line),
 		cmocka_unit_test(test_config_username_with_public_allow_is_open_relay),
 		cmocka_unit_test(test_config_username_with_private_allow_loads),
+		cmocka_unit_test(test_config_public_allow_without_username_warns),
 		cmocka_unit_test(test_config_username_without_password_refused),
 		cmocka_unit_test(test_config_password_without_username_refused),
 		cmocka_unit_test(test_config_password_and_password_file_refused),
@@ -631,6 +801,10 @@ main(void)
 		cmocka_unit_test(test_config_hostname_must_be_fully_qualified),
 		cmocka_unit_test(test_config_control_characters_in_value_refused),
 		cmocka_unit_test(test_config_password_never_in_error_text),
+		cmocka_unit_test(test_config_quoted_value_warns),
+		cmocka_unit_test(test_config_password_cut_by_inline_comment_warns),
+		cmocka_unit_test(test_config_world_readable_password_file_warns),
+		cmocka_unit_test(test_config_warnings_follow_the_errors_when_refused),
 		cmocka_unit_test(test_config_every_error_reported_one_per_line),
 		cmocka_unit_test(test_config_small_error_buffer_is_cut_safely),
 	};
