@@ -6,6 +6,11 @@
  *
  * A connect failure or timeout moves to the next address; every other failure
  * ends the preparation with a 421 for the client and one upstream.fail log line.
+ *
+ * A handler may end the preparation deep inside a call (a failed write fails the
+ * upstream), so every entry from the loop holds the upstream (enter/leave): an
+ * ended upstream is only marked dead and closed, and the outermost handler frees it.
+ * After any call that can end it, a handler checks u->dead before going on.
  */
 #include <sys/socket.h>
 #include <netdb.h>
@@ -56,24 +61,51 @@ struct upstream {
 	struct smtp_caps caps;
 	upstream_cb	*cb;
 	void		*arg;
+	int		 depth;		/* nesting of handlers, so the outermost frees */
+	unsigned	 dead:1;	/* ended: closed, waiting for the handlers to unwind */
 };
 
 static void up_event(struct conn *, int, void *);
 static void try_next(struct upstream *);
 
+/* End: stop everything ${u} waits for and mark it dead; the memory stays for the handlers. */
+static void
+up_close(struct upstream *u)
+{
+	u->dead = 1;
+	ev_timer_stop(u->loop, &u->timer);
+	resolve_cancel(u->res);
+	u->res = NULL;
+	conn_free(u->c);
+	u->c = NULL;
+}
+
 static void
 up_free(struct upstream *u)
 {
-	ev_timer_stop(u->loop, &u->timer);
-	resolve_cancel(u->res);
+	up_close(u);
 	if (u->ai != NULL)
 		freeaddrinfo(u->ai);
-	conn_free(u->c);
 	config_unref(u->cfg);
 	free(u);
 }
 
-/* Fail: log why once, greet the client with ${code} ${text}, free. */
+static void
+enter(struct upstream *u)
+{
+	u->depth++;
+}
+
+/* Leave a handler; the outermost one frees an upstream that ended inside it. */
+static void
+leave(struct upstream *u)
+{
+	if (--u->depth > 0 || !u->dead)
+		return;
+	up_free(u);
+}
+
+/* Fail: log why once, greet the client with ${code} ${text}, end. */
 static void
 up_fail(struct upstream *u, const char *code, const char *text, const char *reason,
     const char *detail)
@@ -81,6 +113,8 @@ up_fail(struct upstream *u, const char *code, const char *text, const char *reas
 	char reply[512];
 	struct logline l;
 
+	if (u->dead)
+		return;
 	log_begin(&l, L_WARN, u->sid, "upstream.fail");
 	log_str(&l, "client", u->client);
 	log_str(&l, "upstream", u->cfg->host);
@@ -93,9 +127,10 @@ up_fail(struct upstream *u, const char *code, const char *text, const char *reas
 	log_end(&l);
 	snprintf(reply, sizeof(reply), "421 %s %s %s\r\n", code, u->cfg->hostname, text);
 	u->cb(u->arg, NULL, NULL, reply);
-	up_free(u);
+	up_close(u);
 }
 
+/* Queue ${line}; a failure ends ${u} (the caller checks u->dead). */
 static void
 up_send(struct upstream *u, const char *line)
 {
@@ -119,7 +154,7 @@ up_ready(struct upstream *u)
 	conn_secret(c, 0);
 	u->c = NULL;
 	u->cb(u->arg, c, &u->caps, NULL);
-	up_free(u);
+	up_close(u);
 }
 
 static void
@@ -301,7 +336,10 @@ auth_done(struct upstream *u, const char *reply, size_t len, int ok)
 		up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
 }
 
-/* One complete reply from the upstream, in the current state. Returns -1 if u is gone. */
+/*
+ * One complete reply from the upstream, in the current state. 1 if TLS starts next;
+ * the reply may end the preparation (the caller checks u->dead).
+ */
 static int
 on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply *r)
 {
@@ -312,7 +350,7 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 	case UP_GREET:
 		if (r->code != 220) {
 			up_fail(u, "4.4.0", "upstream not ready", "greeting", detail);
-			return (-1);
+			return (0);
 		}
 		send_ehlo(u, u->tls_done ? UP_EHLO2 : UP_EHLO1);
 		return (0);
@@ -320,12 +358,12 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 		if (r->code != 250 || smtp_caps_parse(p, len, &u->caps) != 0) {
 			up_fail(u, "4.7.0", "upstream does not offer STARTTLS", "no-starttls",
 			    detail);
-			return (-1);
+			return (0);
 		}
 		if (!(u->caps.flags & SMTP_CAP_STARTTLS)) {
 			up_fail(u, "4.7.0", "upstream does not offer STARTTLS", "no-starttls",
 			    "STARTTLS not in the EHLO reply");
-			return (-1);
+			return (0);
 		}
 		u->state = UP_STARTTLS;
 		up_send(u, "STARTTLS\r\n");
@@ -333,34 +371,34 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 	case UP_STARTTLS:
 		if (r->code != 220) {
 			up_fail(u, "4.7.0", "upstream refused STARTTLS", "starttls-refused", detail);
-			return (-1);
+			return (0);
 		}
 		return (1);	/* the caller consumes the reply, then starts TLS */
 	case UP_EHLO2:
 		if (r->code != 250) {
 			up_fail(u, "4.4.0", "upstream refused EHLO", "ehlo", detail);
-			return (-1);
+			return (0);
 		}
 		/* Only what the server says under TLS counts; the plaintext list is forgotten. */
 		if (smtp_caps_parse(p, len, &u->caps) != 0) {
 			up_fail(u, "4.4.0", "upstream protocol error", "ehlo",
 			    "malformed capability in the EHLO reply");
-			return (-1);
+			return (0);
 		}
 		if (u->cfg->username[0] != '\0')
 			start_auth(u);
 		else
 			up_ready(u);
-		return (-1);
+		return (0);
 	case UP_SEND_PLAIN:
 	case UP_SEND_PASS:
 		auth_done(u, p, len, r->code == 235);
-		return (-1);
+		return (0);
 	case UP_SEND_LOGIN:
 	case UP_SEND_USER:
 		if (r->code != 334) {
 			auth_done(u, p, len, 0);
-			return (-1);
+			return (0);
 		}
 		if (u->state == UP_SEND_LOGIN)
 			send_b64(u, u->cfg->username, UP_SEND_USER);
@@ -369,7 +407,7 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 		return (0);
 	default:
 		up_fail(u, "4.4.0", "upstream protocol error", "protocol", "unexpected reply");
-		return (-1);
+		return (0);
 	}
 }
 
@@ -408,8 +446,8 @@ on_input(struct upstream *u)
 		memcpy(rep, p, (size_t)n);
 		conn_consume(u->c, (size_t)n);
 		rc = on_reply(u, rep, (size_t)n, &r);
-		if (rc < 0)
-			return;		/* finished or failed; u is gone */
+		if (u->dead)
+			return;		/* finished or failed */
 		arm(u);
 		if (rc == 1)
 			start_tls(u);
@@ -422,11 +460,8 @@ eof:
 }
 
 static void
-up_event(struct conn *c, int ev, void *arg)
+on_conn(struct upstream *u, int ev)
 {
-	struct upstream *u = arg;
-
-	(void)c;
 	if (ev & CONN_EV_ERROR) {
 		if (u->state == UP_CONNECT) {
 			char why[300];
@@ -477,12 +512,19 @@ up_event(struct conn *c, int ev, void *arg)
 }
 
 static void
-on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+up_event(struct conn *c, int ev, void *arg)
 {
-	struct upstream *u = w->data;
+	struct upstream *u = arg;
 
-	(void)loop;
-	(void)revents;
+	(void)c;
+	enter(u);
+	on_conn(u, ev);
+	leave(u);
+}
+
+static void
+step_timeout(struct upstream *u)
+{
 	if (u->state == UP_CONNECT) {
 		conn_free(u->c);
 		u->c = NULL;
@@ -500,6 +542,18 @@ on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	up_fail(u, "4.4.1", "upstream timed out", "timeout", "no answer in time");
+}
+
+static void
+on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct upstream *u = w->data;
+
+	(void)loop;
+	(void)revents;
+	enter(u);
+	step_timeout(u);
+	leave(u);
 }
 
 static void
@@ -542,13 +596,15 @@ on_resolved(void *arg, struct addrinfo *res, const char *err)
 {
 	struct upstream *u = arg;
 
+	enter(u);
 	u->res = NULL;
-	if (res == NULL) {
+	if (res == NULL)
 		up_fail(u, "4.4.3", "cannot resolve the upstream", "resolve", err);
-		return;
+	else {
+		u->ai = res;
+		try_next(u);
 	}
-	u->ai = res;
-	try_next(u);
+	leave(u);
 }
 
 static void
@@ -558,12 +614,14 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	enter(u);
 	ev_timer_stop(u->loop, &u->timer);
 	ev_timer_init(&u->timer, on_timeout, 0., 0.);
 	u->timer.data = u;
 	arm(u);
 	if ((u->res = resolve_start(u->cfg->host, u->cfg->port, on_resolved, u)) == NULL)
 		up_fail(u, "4.3.0", "internal error", "resolve", "out of memory");
+	leave(u);
 }
 
 struct upstream *
@@ -591,6 +649,10 @@ upstream_start(struct ev_loop *loop, struct config *cfg, const char *sid, const 
 void
 upstream_cancel(struct upstream *u)
 {
-	if (u != NULL)
+	if (u == NULL)
+		return;
+	if (u->depth > 0)
+		up_close(u);	/* inside one of our handlers: it frees on the way out */
+	else
 		up_free(u);
 }
