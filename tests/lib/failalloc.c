@@ -11,7 +11,9 @@
  * "cc -shared -fPIC"; under ASan run with ASAN_OPTIONS=verify_asan_link_order=0, so
  * the shim sits in front of the sanitizer's allocator and forwards to it.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -50,6 +52,6 @@ realloc(void *p, size_t n)
 	static void *(*next)(void *, size_t);
 
 	if (next == NULL)
-		next = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+		*(void **)&next = dlsym(RTLD_NEXT, "realloc");	/* POSIX's own idiom */
 	return (p == NULL && should_fail(n) ? NULL : next(p, n));
 }
