@@ -6,6 +6,7 @@
  *
  * A connect failure or timeout moves to the next address; every other failure
  * ends the preparation with a 421 for the client and one upstream.fail log line.
+ * Each step is bounded by [proxy] timeout, the whole by [upstream] connect_timeout.
  *
  * A handler may end the preparation deep inside a call (a failed write fails the
  * upstream), so every entry from the loop holds the upstream (enter/leave): an
@@ -16,6 +17,7 @@
 #include <netdb.h>
 #include <arpa/inet.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,8 +57,11 @@ struct upstream {
 	struct resolve	*res;
 	struct addrinfo	*ai, *cur;
 	char		 addr[64];
+	char		 tried[400];	/* "addr why; ..." for the addresses that failed */
+	int		 ntried, nshown;
 	struct conn	*c;
-	ev_timer	 timer;
+	ev_timer	 timer;		/* one step: [proxy] timeout */
+	ev_timer	 deadline;	/* the whole preparation: connect_timeout */
 	ev_tstamp	 tls_start;
 	struct smtp_caps caps;
 	upstream_cb	*cb;
@@ -64,6 +69,11 @@ struct upstream {
 	int		 depth;		/* nesting of handlers, so the outermost frees */
 	unsigned	 dead:1;	/* ended: closed, waiting for the handlers to unwind */
 };
+
+/* Hints in upstream.fail for the usual mix-up of the two TLS modes. */
+#define HINT_IMPLICIT	"if this port uses implicit TLS (usually 465), set tls = implicit"
+#define HINT_STARTTLS	"this port speaks plaintext SMTP first; set tls = starttls " \
+			"(usually 587 or 25)"
 
 static void up_event(struct conn *, int, void *);
 static void try_next(struct upstream *);
@@ -74,6 +84,7 @@ up_close(struct upstream *u)
 {
 	u->dead = 1;
 	ev_timer_stop(u->loop, &u->timer);
+	ev_timer_stop(u->loop, &u->deadline);
 	resolve_cancel(u->res);
 	u->res = NULL;
 	conn_free(u->c);
@@ -105,10 +116,14 @@ leave(struct upstream *u)
 	up_free(u);
 }
 
-/* Fail: log why once, greet the client with ${code} ${text}, end. */
+/*
+ * Fail: log why once (with a ${hint} for the admin and, for a certificate that was
+ * refused, what it says in ${cert}; both may be NULL), greet the client with ${code}
+ * ${text}, end.
+ */
 static void
-up_fail(struct upstream *u, const char *code, const char *text, const char *reason,
-    const char *detail)
+up_fail_more(struct upstream *u, const char *code, const char *text, const char *reason,
+    const char *detail, const char *hint, const struct tls_report *cert)
 {
 	char reply[512];
 	struct logline l;
@@ -124,10 +139,26 @@ up_fail(struct upstream *u, const char *code, const char *text, const char *reas
 	log_str(&l, "stage", state_names[u->state]);
 	log_str(&l, "reason", reason);
 	log_str(&l, "detail", detail);
+	if (cert != NULL) {
+		log_str(&l, "server_name", u->cfg->server_name);
+		log_str(&l, "subject", cert->subject);
+		log_str(&l, "sans", cert->sans);
+		log_str(&l, "issuer", cert->issuer);
+		log_str(&l, "not_after", cert->not_after);
+	}
+	if (hint != NULL)
+		log_str(&l, "hint", hint);
 	log_end(&l);
 	snprintf(reply, sizeof(reply), "421 %s %s %s\r\n", code, u->cfg->hostname, text);
 	u->cb(u->arg, NULL, NULL, reply);
 	up_close(u);
+}
+
+static void
+up_fail(struct upstream *u, const char *code, const char *text, const char *reason,
+    const char *detail)
+{
+	up_fail_more(u, code, text, reason, detail, NULL, NULL);
 }
 
 /* Queue ${line}; a failure ends ${u} (the caller checks u->dead). */
@@ -136,6 +167,31 @@ up_send(struct upstream *u, const char *line)
 {
 	if (conn_write(u->c, line, strlen(line)) != 0)
 		up_fail(u, "4.3.0", "internal error", "buffer", "output buffer full");
+}
+
+/*
+ * Waiting for the plaintext greeting in STARTTLS mode: a server that says nothing
+ * (it waits for a ClientHello) or sends a TLS record is an implicit-TLS port.
+ */
+static int
+awaits_plain_greeting(const struct upstream *u)
+{
+	return (u->state == UP_GREET && !u->tls_done && u->cfg->tls == UP_TLS_STARTTLS);
+}
+
+/* 1 if ${p} (${len} bytes) cannot be the start of an SMTP reply: a TLS record or binary. */
+static int
+is_binary(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)p[i];
+
+		if ((ch < 0x20 && ch != '\r' && ch != '\n' && ch != '\t') || ch == 0x7f)
+			return (1);
+	}
+	return (0);
 }
 
 static void
@@ -422,6 +478,13 @@ on_input(struct upstream *u)
 	int rc;
 
 	if ((p = conn_peek(u->c, &len)) != NULL) {
+		if (awaits_plain_greeting(u) && is_binary(p, len)) {
+			up_fail_more(u, "4.4.0", "upstream protocol error", "protocol",
+			    (unsigned char)p[0] == 0x15 || (unsigned char)p[0] == 0x16 ?
+			    "a TLS record instead of the greeting" :
+			    "binary data instead of the greeting", HINT_IMPLICIT, NULL);
+			return;
+		}
 		if ((n = smtp_reply_parse(p, len, &r)) < 0) {
 			up_fail(u, "4.4.0", "upstream protocol error", "protocol",
 			    "malformed reply");
@@ -459,33 +522,120 @@ eof:
 		    "connection closed by the upstream");
 }
 
+/* Shorten a connect error to the words an admin scans for. */
+static const char *
+short_error(const char *err)
+{
+	static const struct {
+		int		 e;
+		const char	*word;
+	} words[] = {
+		{ ECONNREFUSED, "refused" }, { ETIMEDOUT, "timed out" },
+		{ EHOSTUNREACH, "host unreachable" }, { ENETUNREACH, "network unreachable" },
+		{ ECONNRESET, "reset" }, { EADDRNOTAVAIL, "address not available" },
+		{ EACCES, "not permitted" }, { EPERM, "not permitted" },
+	};
+	size_t i;
+
+	if (strncmp(err, "connect: ", 9) == 0)
+		err += 9;
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcmp(err, strerror(words[i].e)) == 0)
+			return (words[i].word);
+	return (err);
+}
+
+/* The address being tried failed with ${why}: note it for the fail line and go on. */
+static void
+connect_failed(struct upstream *u, const char *why)
+{
+	size_t len = strlen(u->tried);
+	int n;
+
+	log_simple(L_DEBUG, "upstream.connect", why);
+	u->ntried++;
+	n = snprintf(u->tried + len, sizeof(u->tried) - len, "%s%s %s", len ? "; " : "",
+	    u->addr, short_error(why));
+	if (n < 0 || (size_t)n >= sizeof(u->tried) - len)
+		u->tried[len] = '\0';	/* bounded: counted, not shown */
+	else
+		u->nshown++;
+	conn_free(u->c);
+	u->c = NULL;
+}
+
+/* "addr why; addr why" for the failed addresses, and how many did not fit. */
+static void
+tried_str(const struct upstream *u, char *buf, size_t size)
+{
+	if (u->ntried > u->nshown)
+		snprintf(buf, size, "%s%s%d more", u->tried, u->nshown ? "; " : "",
+		    u->ntried - u->nshown);
+	else
+		snprintf(buf, size, "%s", u->tried);
+}
+
+/*
+ * Out of time: one step took longer than [proxy] timeout (${whole} 0), or all of it
+ * longer than connect_timeout (${whole} 1).
+ */
+static void
+timed_out(struct upstream *u, int whole)
+{
+	char why[sizeof(u->tried) + 128], tried[sizeof(u->tried) + 32];
+	const char *hint = NULL;
+	int n;
+
+	if (whole)
+		n = snprintf(why, sizeof(why), "not ready within connect_timeout (%lu s)",
+		    u->cfg->connect_timeout);
+	else
+		n = snprintf(why, sizeof(why), "no answer in time");
+	if (u->state == UP_TLS && u->c != NULL && conn_ssl(u->c) != NULL) {
+		/* Say where the handshake stopped: it tells a firewall from a slow server. */
+		snprintf(why + n, sizeof(why) - (size_t)n, "; TLS handshake at: %s",
+		    SSL_state_string_long(conn_ssl(u->c)));
+	} else if (u->state == UP_CONNECT) {
+		connect_failed(u, "timed out");
+		tried_str(u, tried, sizeof(tried));
+		snprintf(why + n, sizeof(why) - (size_t)n, "; %s", tried);
+	}
+	/* Silence where a greeting belongs: a TLS server waiting for our ClientHello. */
+	if (awaits_plain_greeting(u) && conn_in_len(u->c) == 0)
+		hint = HINT_IMPLICIT;
+	up_fail_more(u, "4.4.1", "upstream timed out", "timeout", why, hint, NULL);
+}
+
+static void
+tls_failed(struct upstream *u)
+{
+	SSL *ssl = conn_ssl(u->c);
+	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	struct tls_report r;
+
+	if (vr != X509_V_OK && u->cfg->verify) {
+		/* What the certificate says, so the admin sees why without a debug run. */
+		tlsctx_report(ssl, &r);
+		up_fail_more(u, "4.7.0", "upstream certificate not verified", "verify",
+		    X509_verify_cert_error_string(vr), NULL, &r);
+		return;
+	}
+	up_fail_more(u, "4.7.0", "TLS handshake with upstream failed", "handshake",
+	    conn_error(u->c), u->cfg->tls == UP_TLS_IMPLICIT && ssl != NULL &&
+	    tlsctx_peer_sent_text(ssl) ? HINT_STARTTLS : NULL, NULL);
+}
+
 static void
 on_conn(struct upstream *u, int ev)
 {
 	if (ev & CONN_EV_ERROR) {
 		if (u->state == UP_CONNECT) {
-			char why[300];
-
-			snprintf(why, sizeof(why), "%s", conn_error(u->c));
-			conn_free(u->c);
-			u->c = NULL;
-			log_simple(L_DEBUG, "upstream.connect", why);
+			connect_failed(u, conn_error(u->c));
 			try_next(u);
-			return;
-		}
-		if (u->state == UP_TLS) {
-			SSL *ssl = conn_ssl(u->c);
-			long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-
-			if (vr != X509_V_OK && u->cfg->verify)
-				up_fail(u, "4.7.0", "upstream certificate not verified", "verify",
-				    X509_verify_cert_error_string(vr));
-			else
-				up_fail(u, "4.7.0", "TLS handshake with upstream failed",
-				    "handshake", conn_error(u->c));
-			return;
-		}
-		up_fail(u, "4.4.2", "upstream connection failed", "io", conn_error(u->c));
+		} else if (u->state == UP_TLS)
+			tls_failed(u);
+		else
+			up_fail(u, "4.4.2", "upstream connection failed", "io", conn_error(u->c));
 		return;
 	}
 	if (ev & CONN_EV_CONNECTED) {
@@ -523,28 +673,6 @@ up_event(struct conn *c, int ev, void *arg)
 }
 
 static void
-step_timeout(struct upstream *u)
-{
-	if (u->state == UP_CONNECT) {
-		conn_free(u->c);
-		u->c = NULL;
-		log_simple(L_DEBUG, "upstream.connect", "connect timed out");
-		try_next(u);
-		return;
-	}
-	if (u->state == UP_TLS && u->c != NULL && conn_ssl(u->c) != NULL) {
-		char why[200];
-
-		/* Say where the handshake stopped: it tells a firewall from a slow server. */
-		snprintf(why, sizeof(why), "no answer in time; TLS handshake at: %s",
-		    SSL_state_string_long(conn_ssl(u->c)));
-		up_fail(u, "4.4.1", "upstream timed out", "timeout", why);
-		return;
-	}
-	up_fail(u, "4.4.1", "upstream timed out", "timeout", "no answer in time");
-}
-
-static void
 on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct upstream *u = w->data;
@@ -552,20 +680,37 @@ on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	enter(u);
-	step_timeout(u);
+	if (u->state == UP_CONNECT) {
+		connect_failed(u, "timed out");
+		try_next(u);
+	} else
+		timed_out(u, 0);
+	leave(u);
+}
+
+static void
+on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct upstream *u = w->data;
+
+	(void)loop;
+	(void)revents;
+	enter(u);
+	timed_out(u, 1);
 	leave(u);
 }
 
 static void
 try_next(struct upstream *u)
 {
-	char err[256], host[INET6_ADDRSTRLEN];
+	char err[256], host[INET6_ADDRSTRLEN], tried[sizeof(u->tried) + 32];
 	int port;
 
 	u->cur = u->cur == NULL ? u->ai : u->cur->ai_next;
 	if (u->cur == NULL) {
+		tried_str(u, tried, sizeof(tried));
 		up_fail(u, "4.4.1", "upstream unreachable", "connect",
-		    u->addr[0] ? "every address failed (see debug log)" : "no address");
+		    tried[0] ? tried : "no address");
 		return;
 	}
 	if (u->cur->ai_family == AF_INET6) {
@@ -643,6 +788,10 @@ upstream_start(struct ev_loop *loop, struct config *cfg, const char *sid, const 
 	ev_timer_init(&u->timer, kick, 0., 0.);
 	u->timer.data = u;
 	ev_timer_start(loop, &u->timer);
+	/* The device waits for its greeting all this time: one bound for all of it. */
+	ev_timer_init(&u->deadline, on_deadline, (ev_tstamp)cfg->connect_timeout, 0.);
+	u->deadline.data = u;
+	ev_timer_start(loop, &u->deadline);
 	return (u);
 }
 
