@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -66,6 +67,7 @@ share_get(struct tlsctx *t)
 }
 
 static int tlsctx_index = -1;
+static int first_index = -1;	/* SSL ex_data: the first bytes the server sent */
 
 /* Keep the newest session (TLS 1.3 sends tickets after the handshake, so a callback). */
 static int
@@ -114,6 +116,8 @@ tlsctx_new_client(const char *key, const char *ca_file, int verify, int min_tls,
 		ciphers = TLSCTX_CIPHERS;
 	if (tlsctx_index < 0)
 		tlsctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (first_index < 0)
+		first_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		snprintf(err, errsize, "out of memory");
 		return (NULL);
@@ -185,6 +189,44 @@ tlsctx_free(struct tlsctx *t)
 	free(t);
 }
 
+/*
+ * Keep the first three bytes of the first record header the server sends, in the
+ * SSL itself (no pointer that could outlive its owner), for tlsctx_peer_sent_text().
+ */
+static void
+first_record_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+    SSL *ssl, void *arg)
+{
+	const unsigned char *p = buf;
+	uintptr_t v;
+
+	(void)version;
+	(void)arg;
+	if (write_p || content_type != SSL3_RT_HEADER || len < 3)
+		return;
+	v = (uintptr_t)1 << 24 | (uintptr_t)p[0] << 16 | (uintptr_t)p[1] << 8 | p[2];
+	SSL_set_ex_data(ssl, first_index, (void *)v);
+	/* One look is all it takes: keep the callback off the data path. */
+	SSL_set_msg_callback(ssl, NULL);
+}
+
+int
+tlsctx_peer_sent_text(SSL *ssl)
+{
+	uintptr_t v;
+	int i, ch;
+
+	if (first_index < 0 || (v = (uintptr_t)SSL_get_ex_data(ssl, first_index)) == 0)
+		return (0);
+	/* A record starts with its content type (20..24), never a printable byte. */
+	for (i = 0; i < 3; i++) {
+		ch = (int)(v >> (16 - 8 * i) & 0xff);
+		if (ch < 0x20 || ch > 0x7e)
+			return (0);
+	}
+	return (1);
+}
+
 SSL *
 tlsctx_ssl(struct tlsctx *t, const char *server_name, char *err, size_t errsize)
 {
@@ -224,6 +266,7 @@ tlsctx_ssl(struct tlsctx *t, const char *server_name, char *err, size_t errsize)
 			SSL_SESSION_free(copy);
 		}
 	}
+	SSL_set_msg_callback(ssl, first_record_cb);
 	SSL_set_connect_state(ssl);
 	return (ssl);
 fail:
@@ -253,6 +296,48 @@ name_str(X509_NAME *n, char *out, size_t size)
 	BIO_free(b);
 }
 
+/* The DNS and IP subject alternative names of ${cert}, bounded by ${size}. */
+static void
+sans_str(X509 *cert, char *out, size_t size)
+{
+	GENERAL_NAMES *gens;
+	const GENERAL_NAME *g;
+	const unsigned char *d;
+	char one[300], ip[INET6_ADDRSTRLEN];
+	size_t len = 0, ol;
+	int i, n, more = 0, type;
+	ASN1_STRING *v;
+
+	out[0] = '\0';
+	if ((gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL)) == NULL)
+		return;
+	n = sk_GENERAL_NAME_num(gens);
+	for (i = 0; i < n; i++) {
+		g = sk_GENERAL_NAME_value(gens, i);
+		v = GENERAL_NAME_get0_value(g, &type);
+		d = ASN1_STRING_get0_data(v);
+		if (type == GEN_DNS)
+			snprintf(one, sizeof(one), "DNS:%.*s", ASN1_STRING_length(v), d);
+		else if (type == GEN_IPADD && (ASN1_STRING_length(v) == 4 ||
+		    ASN1_STRING_length(v) == 16)) {
+			inet_ntop(ASN1_STRING_length(v) == 4 ? AF_INET : AF_INET6, d, ip,
+			    sizeof(ip));
+			snprintf(one, sizeof(one), "IP:%s", ip);
+		} else
+			continue;	/* mail addresses, URIs: not what a server is checked by */
+		ol = strlen(one);
+		/* Keep room for ", N more" so the line says when names were left out. */
+		if (more > 0 || len + 2 + ol + 16 > size) {
+			more++;
+			continue;
+		}
+		len += (size_t)snprintf(out + len, size - len, "%s%s", len ? ", " : "", one);
+	}
+	if (more > 0)
+		snprintf(out + len, size - len, "%s%d more", len ? ", " : "", more);
+	GENERAL_NAMES_free(gens);
+}
+
 void
 tlsctx_report(SSL *ssl, struct tls_report *r)
 {
@@ -273,7 +358,18 @@ tlsctx_report(SSL *ssl, struct tls_report *r)
 	snprintf(r->group, sizeof(r->group), "%s", g ? g : "none");
 	r->resumed = SSL_session_reused(ssl);
 	vr = SSL_get_verify_result(ssl);
+	/*
+	 * A client that refused the certificate has no peer certificate, but the chain
+	 * the server sent is kept: its first entry is the certificate that was refused.
+	 */
 	if ((cert = SSL_get1_peer_certificate(ssl)) == NULL) {
+		STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+
+		if (chain != NULL && sk_X509_num(chain) > 0 &&
+		    (cert = sk_X509_value(chain, 0)) != NULL)
+			X509_up_ref(cert);
+	}
+	if (cert == NULL) {
 		snprintf(r->verify, sizeof(r->verify), "%s",
 		    vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "no certificate");
 		return;
@@ -283,6 +379,7 @@ tlsctx_report(SSL *ssl, struct tls_report *r)
 	    r->verified ? "ok" : X509_verify_cert_error_string(vr));
 	name_str(X509_get_subject_name(cert), r->subject, sizeof(r->subject));
 	name_str(X509_get_issuer_name(cert), r->issuer, sizeof(r->issuer));
+	sans_str(cert, r->sans, sizeof(r->sans));
 	if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
 		strftime(r->not_after, sizeof(r->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1) {

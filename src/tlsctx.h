@@ -15,6 +15,7 @@ struct tls_report {
 	char	 subject[256];
 	char	 issuer[256];
 	char	 not_after[32];		/* ISO 8601, UTC */
+	char	 sans[320];		/* "DNS:a, IP:b", bounded: "..., N more" */
 	char	 fingerprint[7 + 32 * 3];	/* "sha256:" + hex pairs joined by ':' */
 	char	 verify[128];		/* "ok" or OpenSSL's verify error string */
 	int	 verified;
@@ -70,10 +71,19 @@ SSL *tlsctx_ssl(struct tlsctx *t, const char *server_name, char *err, size_t err
 
 /**
  * tlsctx_report(ssl, r):
- * Fill ${r} from a connection whose handshake finished (or failed: then the
- * certificate fields may be empty and verify says why).
+ * Fill ${r} from a connection whose handshake finished, or failed: then the
+ * certificate fields describe the certificate the server sent (empty if it sent
+ * none) and verify says why it was refused.
  */
 void tlsctx_report(SSL *ssl, struct tls_report *r);
+
+/**
+ * tlsctx_peer_sent_text(ssl):
+ * 1 if the first bytes the server sent on ${ssl} (made by tlsctx_ssl) were text
+ * rather than a TLS record, as when an SMTP greeting answers the ClientHello
+ * because the port speaks plaintext first; else 0.
+ */
+int tlsctx_peer_sent_text(SSL *ssl);
 
 /**
  * tlsctx_errors(buf, size):

@@ -6,11 +6,18 @@
  *
  * A connect failure or timeout moves to the next address; every other failure
  * ends the preparation with a 421 for the client and one upstream.fail log line.
+ * Each step is bounded by [proxy] timeout, the whole by [upstream] connect_timeout.
+ *
+ * A handler may end the preparation deep inside a call (a failed write fails the
+ * upstream), so every entry from the loop holds the upstream (enter/leave): an
+ * ended upstream is only marked dead and closed, and the outermost handler frees it.
+ * After any call that can end it, a handler checks u->dead before going on.
  */
 #include <sys/socket.h>
 #include <netdb.h>
 #include <arpa/inet.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,37 +59,79 @@ struct upstream {
 	struct resolve	*res;
 	struct addrinfo	*ai, *cur;
 	char		 addr[64];
+	char		 tried[400];	/* "addr why; ..." for the addresses that failed */
+	int		 ntried, nshown;
 	struct conn	*c;
-	ev_timer	 timer;
+	ev_timer	 timer;		/* one step: [proxy] timeout */
+	ev_timer	 deadline;	/* the whole preparation: connect_timeout */
 	ev_tstamp	 tls_start;
 	struct smtp_caps caps;
 	upstream_cb	*cb;
 	void		*arg;
+	int		 depth;		/* nesting of handlers, so the outermost frees */
+	unsigned	 dead:1;	/* ended: closed, waiting for the handlers to unwind */
 };
+
+/* Hints in upstream.fail for the usual mix-up of the two TLS modes. */
+#define HINT_IMPLICIT	"if this port uses implicit TLS (usually 465), set tls = implicit"
+#define HINT_STARTTLS	"this port speaks plaintext SMTP first; set tls = starttls " \
+			"(usually 587 or 25)"
 
 static void up_event(struct conn *, int, void *);
 static void try_next(struct upstream *);
 
+/* End: stop everything ${u} waits for and mark it dead; the memory stays for the handlers. */
+static void
+up_close(struct upstream *u)
+{
+	u->dead = 1;
+	ev_timer_stop(u->loop, &u->timer);
+	ev_timer_stop(u->loop, &u->deadline);
+	resolve_cancel(u->res);
+	u->res = NULL;
+	conn_free(u->c);
+	u->c = NULL;
+}
+
 static void
 up_free(struct upstream *u)
 {
-	ev_timer_stop(u->loop, &u->timer);
-	resolve_cancel(u->res);
+	up_close(u);
 	if (u->ai != NULL)
 		freeaddrinfo(u->ai);
-	conn_free(u->c);
 	config_unref(u->cfg);
 	free(u);
 }
 
-/* Fail: log why once, greet the client with ${code} ${text}, free. */
 static void
-up_fail(struct upstream *u, const char *code, const char *text, const char *reason,
-    const char *detail)
+enter(struct upstream *u)
+{
+	u->depth++;
+}
+
+/* Leave a handler; the outermost one frees an upstream that ended inside it. */
+static void
+leave(struct upstream *u)
+{
+	if (--u->depth > 0 || !u->dead)
+		return;
+	up_free(u);
+}
+
+/*
+ * Fail: log why once (with a ${hint} for the admin and, for a certificate that was
+ * refused, what it says in ${cert}; both may be NULL), greet the client with ${code}
+ * ${text}, end.
+ */
+static void
+up_fail_more(struct upstream *u, const char *code, const char *text, const char *reason,
+    const char *detail, const char *hint, const struct tls_report *cert)
 {
 	char reply[512];
 	struct logline l;
 
+	if (u->dead)
+		return;
 	log_begin(&l, L_WARN, u->sid, "upstream.fail");
 	log_str(&l, "client", u->client);
 	log_str(&l, "upstream", u->cfg->host);
@@ -92,17 +141,59 @@ up_fail(struct upstream *u, const char *code, const char *text, const char *reas
 	log_str(&l, "stage", state_names[u->state]);
 	log_str(&l, "reason", reason);
 	log_str(&l, "detail", detail);
+	if (cert != NULL) {
+		log_str(&l, "server_name", u->cfg->server_name);
+		log_str(&l, "subject", cert->subject);
+		log_str(&l, "sans", cert->sans);
+		log_str(&l, "issuer", cert->issuer);
+		log_str(&l, "not_after", cert->not_after);
+	}
+	if (hint != NULL)
+		log_str(&l, "hint", hint);
 	log_end(&l);
 	snprintf(reply, sizeof(reply), "421 %s %s %s\r\n", code, u->cfg->hostname, text);
 	u->cb(u->arg, NULL, NULL, reply);
-	up_free(u);
+	up_close(u);
 }
 
+static void
+up_fail(struct upstream *u, const char *code, const char *text, const char *reason,
+    const char *detail)
+{
+	up_fail_more(u, code, text, reason, detail, NULL, NULL);
+}
+
+/* Queue ${line}; a failure ends ${u} (the caller checks u->dead). */
 static void
 up_send(struct upstream *u, const char *line)
 {
 	if (conn_write(u->c, line, strlen(line)) != 0)
 		up_fail(u, "4.3.0", "internal error", "buffer", "output buffer full");
+}
+
+/*
+ * Waiting for the plaintext greeting in STARTTLS mode: a server that says nothing
+ * (it waits for a ClientHello) or sends a TLS record is an implicit-TLS port.
+ */
+static int
+awaits_plain_greeting(const struct upstream *u)
+{
+	return (u->state == UP_GREET && !u->tls_done && u->cfg->tls == UP_TLS_STARTTLS);
+}
+
+/* 1 if ${p} (${len} bytes) cannot be the start of an SMTP reply: a TLS record or binary. */
+static int
+is_binary(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)p[i];
+
+		if ((ch < 0x20 && ch != '\r' && ch != '\n' && ch != '\t') || ch == 0x7f)
+			return (1);
+	}
+	return (0);
 }
 
 static void
@@ -121,7 +212,7 @@ up_ready(struct upstream *u)
 	conn_secret(c, 0);
 	u->c = NULL;
 	u->cb(u->arg, c, &u->caps, NULL);
-	up_free(u);
+	up_close(u);
 }
 
 static void
@@ -345,7 +436,10 @@ auth_done(struct upstream *u, const char *reply, size_t len, int ok)
 	up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
 }
 
-/* One complete reply from the upstream, in the current state. Returns -1 if u is gone. */
+/*
+ * One complete reply from the upstream, in the current state. 1 if TLS starts next;
+ * the reply may end the preparation (the caller checks u->dead).
+ */
 static int
 on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply *r)
 {
@@ -356,7 +450,7 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 	case UP_GREET:
 		if (r->code != 220) {
 			up_fail(u, "4.4.0", "upstream not ready", "greeting", detail);
-			return (-1);
+			return (0);
 		}
 		send_ehlo(u, u->tls_done ? UP_EHLO2 : UP_EHLO1);
 		return (0);
@@ -364,12 +458,12 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 		if (r->code != 250 || smtp_caps_parse(p, len, &u->caps) != 0) {
 			up_fail(u, "4.7.0", "upstream does not offer STARTTLS", "no-starttls",
 			    detail);
-			return (-1);
+			return (0);
 		}
 		if (!(u->caps.flags & SMTP_CAP_STARTTLS)) {
 			up_fail(u, "4.7.0", "upstream does not offer STARTTLS", "no-starttls",
 			    "STARTTLS not in the EHLO reply");
-			return (-1);
+			return (0);
 		}
 		u->state = UP_STARTTLS;
 		up_send(u, "STARTTLS\r\n");
@@ -377,34 +471,34 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 	case UP_STARTTLS:
 		if (r->code != 220) {
 			up_fail(u, "4.7.0", "upstream refused STARTTLS", "starttls-refused", detail);
-			return (-1);
+			return (0);
 		}
 		return (1);	/* the caller consumes the reply, then starts TLS */
 	case UP_EHLO2:
 		if (r->code != 250) {
 			up_fail(u, "4.4.0", "upstream refused EHLO", "ehlo", detail);
-			return (-1);
+			return (0);
 		}
 		/* Only what the server says under TLS counts; the plaintext list is forgotten. */
 		if (smtp_caps_parse(p, len, &u->caps) != 0) {
 			up_fail(u, "4.4.0", "upstream protocol error", "ehlo",
 			    "malformed capability in the EHLO reply");
-			return (-1);
+			return (0);
 		}
 		if (u->cfg->username[0] != '\0')
 			start_auth(u);
 		else
 			up_ready(u);
-		return (-1);
+		return (0);
 	case UP_SEND_PLAIN:
 	case UP_SEND_PASS:
 		auth_done(u, p, len, r->code == 235);
-		return (-1);
+		return (0);
 	case UP_SEND_LOGIN:
 	case UP_SEND_USER:
 		if (r->code != 334) {
 			auth_done(u, p, len, 0);
-			return (-1);
+			return (0);
 		}
 		if (u->state == UP_SEND_LOGIN)
 			send_b64(u, u->cfg->username, UP_SEND_USER);
@@ -413,7 +507,7 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 		return (0);
 	default:
 		up_fail(u, "4.4.0", "upstream protocol error", "protocol", "unexpected reply");
-		return (-1);
+		return (0);
 	}
 }
 
@@ -428,6 +522,13 @@ on_input(struct upstream *u)
 	int rc;
 
 	if ((p = conn_peek(u->c, &len)) != NULL) {
+		if (awaits_plain_greeting(u) && is_binary(p, len)) {
+			up_fail_more(u, "4.4.0", "upstream protocol error", "protocol",
+			    (unsigned char)p[0] == 0x15 || (unsigned char)p[0] == 0x16 ?
+			    "a TLS record instead of the greeting" :
+			    "binary data instead of the greeting", HINT_IMPLICIT, NULL);
+			return;
+		}
 		if ((n = smtp_reply_parse(p, len, &r)) < 0) {
 			up_fail(u, "4.4.0", "upstream protocol error", "protocol",
 			    "malformed reply");
@@ -452,8 +553,8 @@ on_input(struct upstream *u)
 		memcpy(rep, p, (size_t)n);
 		conn_consume(u->c, (size_t)n);
 		rc = on_reply(u, rep, (size_t)n, &r);
-		if (rc < 0)
-			return;		/* finished or failed; u is gone */
+		if (u->dead)
+			return;		/* finished or failed */
 		arm(u);
 		if (rc == 1)
 			start_tls(u);
@@ -465,36 +566,120 @@ eof:
 		    "connection closed by the upstream");
 }
 
-static void
-up_event(struct conn *c, int ev, void *arg)
+/* Shorten a connect error to the words an admin scans for. */
+static const char *
+short_error(const char *err)
 {
-	struct upstream *u = arg;
+	static const struct {
+		int		 e;
+		const char	*word;
+	} words[] = {
+		{ ECONNREFUSED, "refused" }, { ETIMEDOUT, "timed out" },
+		{ EHOSTUNREACH, "host unreachable" }, { ENETUNREACH, "network unreachable" },
+		{ ECONNRESET, "reset" }, { EADDRNOTAVAIL, "address not available" },
+		{ EACCES, "not permitted" }, { EPERM, "not permitted" },
+	};
+	size_t i;
 
-	(void)c;
+	if (strncmp(err, "connect: ", 9) == 0)
+		err += 9;
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcmp(err, strerror(words[i].e)) == 0)
+			return (words[i].word);
+	return (err);
+}
+
+/* The address being tried failed with ${why}: note it for the fail line and go on. */
+static void
+connect_failed(struct upstream *u, const char *why)
+{
+	size_t len = strlen(u->tried);
+	int n;
+
+	log_simple(L_DEBUG, "upstream.connect", why);
+	u->ntried++;
+	n = snprintf(u->tried + len, sizeof(u->tried) - len, "%s%s %s", len ? "; " : "",
+	    u->addr, short_error(why));
+	if (n < 0 || (size_t)n >= sizeof(u->tried) - len)
+		u->tried[len] = '\0';	/* bounded: counted, not shown */
+	else
+		u->nshown++;
+	conn_free(u->c);
+	u->c = NULL;
+}
+
+/* "addr why; addr why" for the failed addresses, and how many did not fit. */
+static void
+tried_str(const struct upstream *u, char *buf, size_t size)
+{
+	if (u->ntried > u->nshown)
+		snprintf(buf, size, "%s%s%d more", u->tried, u->nshown ? "; " : "",
+		    u->ntried - u->nshown);
+	else
+		snprintf(buf, size, "%s", u->tried);
+}
+
+/*
+ * Out of time: one step took longer than [proxy] timeout (${whole} 0), or all of it
+ * longer than connect_timeout (${whole} 1).
+ */
+static void
+timed_out(struct upstream *u, int whole)
+{
+	char why[sizeof(u->tried) + 128], tried[sizeof(u->tried) + 32];
+	const char *hint = NULL;
+	int n;
+
+	if (whole)
+		n = snprintf(why, sizeof(why), "not ready within connect_timeout (%lu s)",
+		    u->cfg->connect_timeout);
+	else
+		n = snprintf(why, sizeof(why), "no answer in time");
+	if (u->state == UP_TLS && u->c != NULL && conn_ssl(u->c) != NULL) {
+		/* Say where the handshake stopped: it tells a firewall from a slow server. */
+		snprintf(why + n, sizeof(why) - (size_t)n, "; TLS handshake at: %s",
+		    SSL_state_string_long(conn_ssl(u->c)));
+	} else if (u->state == UP_CONNECT) {
+		connect_failed(u, "timed out");
+		tried_str(u, tried, sizeof(tried));
+		snprintf(why + n, sizeof(why) - (size_t)n, "; %s", tried);
+	}
+	/* Silence where a greeting belongs: a TLS server waiting for our ClientHello. */
+	if (awaits_plain_greeting(u) && conn_in_len(u->c) == 0)
+		hint = HINT_IMPLICIT;
+	up_fail_more(u, "4.4.1", "upstream timed out", "timeout", why, hint, NULL);
+}
+
+static void
+tls_failed(struct upstream *u)
+{
+	SSL *ssl = conn_ssl(u->c);
+	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	struct tls_report r;
+
+	if (vr != X509_V_OK && u->cfg->verify) {
+		/* What the certificate says, so the admin sees why without a debug run. */
+		tlsctx_report(ssl, &r);
+		up_fail_more(u, "4.7.0", "upstream certificate not verified", "verify",
+		    X509_verify_cert_error_string(vr), NULL, &r);
+		return;
+	}
+	up_fail_more(u, "4.7.0", "TLS handshake with upstream failed", "handshake",
+	    conn_error(u->c), u->cfg->tls == UP_TLS_IMPLICIT && ssl != NULL &&
+	    tlsctx_peer_sent_text(ssl) ? HINT_STARTTLS : NULL, NULL);
+}
+
+static void
+on_conn(struct upstream *u, int ev)
+{
 	if (ev & CONN_EV_ERROR) {
 		if (u->state == UP_CONNECT) {
-			char why[300];
-
-			snprintf(why, sizeof(why), "%s", conn_error(u->c));
-			conn_free(u->c);
-			u->c = NULL;
-			log_simple(L_DEBUG, "upstream.connect", why);
+			connect_failed(u, conn_error(u->c));
 			try_next(u);
-			return;
-		}
-		if (u->state == UP_TLS) {
-			SSL *ssl = conn_ssl(u->c);
-			long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-
-			if (vr != X509_V_OK && u->cfg->verify)
-				up_fail(u, "4.7.0", "upstream certificate not verified", "verify",
-				    X509_verify_cert_error_string(vr));
-			else
-				up_fail(u, "4.7.0", "TLS handshake with upstream failed",
-				    "handshake", conn_error(u->c));
-			return;
-		}
-		up_fail(u, "4.4.2", "upstream connection failed", "io", conn_error(u->c));
+		} else if (u->state == UP_TLS)
+			tls_failed(u);
+		else
+			up_fail(u, "4.4.2", "upstream connection failed", "io", conn_error(u->c));
 		return;
 	}
 	if (ev & CONN_EV_CONNECTED) {
@@ -521,41 +706,55 @@ up_event(struct conn *c, int ev, void *arg)
 }
 
 static void
+up_event(struct conn *c, int ev, void *arg)
+{
+	struct upstream *u = arg;
+
+	(void)c;
+	enter(u);
+	on_conn(u, ev);
+	leave(u);
+}
+
+static void
 on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct upstream *u = w->data;
 
 	(void)loop;
 	(void)revents;
+	enter(u);
 	if (u->state == UP_CONNECT) {
-		conn_free(u->c);
-		u->c = NULL;
-		log_simple(L_DEBUG, "upstream.connect", "connect timed out");
+		connect_failed(u, "timed out");
 		try_next(u);
-		return;
-	}
-	if (u->state == UP_TLS && u->c != NULL && conn_ssl(u->c) != NULL) {
-		char why[200];
+	} else
+		timed_out(u, 0);
+	leave(u);
+}
 
-		/* Say where the handshake stopped: it tells a firewall from a slow server. */
-		snprintf(why, sizeof(why), "no answer in time; TLS handshake at: %s",
-		    SSL_state_string_long(conn_ssl(u->c)));
-		up_fail(u, "4.4.1", "upstream timed out", "timeout", why);
-		return;
-	}
-	up_fail(u, "4.4.1", "upstream timed out", "timeout", "no answer in time");
+static void
+on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct upstream *u = w->data;
+
+	(void)loop;
+	(void)revents;
+	enter(u);
+	timed_out(u, 1);
+	leave(u);
 }
 
 static void
 try_next(struct upstream *u)
 {
-	char err[256], host[INET6_ADDRSTRLEN];
+	char err[256], host[INET6_ADDRSTRLEN], tried[sizeof(u->tried) + 32];
 	int port;
 
 	u->cur = u->cur == NULL ? u->ai : u->cur->ai_next;
 	if (u->cur == NULL) {
+		tried_str(u, tried, sizeof(tried));
 		up_fail(u, "4.4.1", "upstream unreachable", "connect",
-		    u->addr[0] ? "every address failed (see debug log)" : "no address");
+		    tried[0] ? tried : "no address");
 		return;
 	}
 	if (u->cur->ai_family == AF_INET6) {
@@ -586,13 +785,15 @@ on_resolved(void *arg, struct addrinfo *res, const char *err)
 {
 	struct upstream *u = arg;
 
+	enter(u);
 	u->res = NULL;
-	if (res == NULL) {
+	if (res == NULL)
 		up_fail(u, "4.4.3", "cannot resolve the upstream", "resolve", err);
-		return;
+	else {
+		u->ai = res;
+		try_next(u);
 	}
-	u->ai = res;
-	try_next(u);
+	leave(u);
 }
 
 static void
@@ -602,12 +803,14 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	enter(u);
 	ev_timer_stop(u->loop, &u->timer);
 	ev_timer_init(&u->timer, on_timeout, 0., 0.);
 	u->timer.data = u;
 	arm(u);
 	if ((u->res = resolve_start(u->cfg->host, u->cfg->port, on_resolved, u)) == NULL)
 		up_fail(u, "4.3.0", "internal error", "resolve", "out of memory");
+	leave(u);
 }
 
 struct upstream *
@@ -629,12 +832,20 @@ upstream_start(struct ev_loop *loop, struct config *cfg, const char *sid, const 
 	ev_timer_init(&u->timer, kick, 0., 0.);
 	u->timer.data = u;
 	ev_timer_start(loop, &u->timer);
+	/* The device waits for its greeting all this time: one bound for all of it. */
+	ev_timer_init(&u->deadline, on_deadline, (ev_tstamp)cfg->connect_timeout, 0.);
+	u->deadline.data = u;
+	ev_timer_start(loop, &u->deadline);
 	return (u);
 }
 
 void
 upstream_cancel(struct upstream *u)
 {
-	if (u != NULL)
+	if (u == NULL)
+		return;
+	if (u->depth > 0)
+		up_close(u);	/* inside one of our handlers: it frees on the way out */
+	else
 		up_free(u);
 }

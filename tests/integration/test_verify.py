@@ -1,4 +1,6 @@
 """Upstream certificate verification: on by default, fail closed with the OpenSSL reason logged."""
+import datetime
+import re
 import time
 
 import pytest
@@ -114,3 +116,54 @@ def test_verify_no_still_encrypts_and_warns_every_handshake(upstream, proxy):
     for hs in hss:
         assert any(d.get("level") == "warn" and d.get("sid") == hs.get("sid") for d in lines), \
             "no warning for handshake %r" % hs
+
+
+def _refused_certificate(upstream, proxy, cert, mode="starttls", **conf):
+    """The upstream.fail line for a certificate the proxy refused (logged at warn)."""
+    up = upstream(mode, cert=cert)
+    px = proxy(up, upstream=conf)
+    expect_421_greeting(px)
+    fail, = px.wait_event("upstream.fail")
+    assert fail["level"] == "warn" and fail["reason"] == "verify", fail
+    return fail
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_name_mismatch_logs_name_checked_and_what_the_certificate_says(upstream, proxy, mode):
+    fail = _refused_certificate(upstream, proxy, "wrongname", mode)
+    assert fail["detail"] == "hostname mismatch", fail
+    assert fail["server_name"] == "mail.test"
+    assert "CN=other.test" in fail["subject"]
+    assert fail["sans"] == "DNS:other.test"
+    assert "CN=Test Root CA" in fail["issuer"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", fail["not_after"]), fail
+
+
+def test_name_mismatch_against_address_logs_ip_sans(upstream, proxy):
+    fail = _refused_certificate(upstream, proxy, "good", server_name="192.0.2.7")
+    assert fail["server_name"] == "192.0.2.7"
+    assert fail["sans"] == "DNS:mail.test, DNS:localhost, IP:127.0.0.1, IP:::1", fail
+
+
+def test_long_san_list_is_bounded_and_says_how_many_were_left_out(upstream, proxy):
+    fail = _refused_certificate(upstream, proxy, "manynames")
+    sans = fail["sans"]
+    assert sans.startswith("DNS:host-00.a-rather-long-subdomain.example.test, "), sans
+    assert len(sans) < 330, sans
+    shown = sans.count("DNS:") + sans.count("IP:")
+    more = re.search(r", (\d+) more$", sans)
+    assert more and shown + int(more.group(1)) == 60, sans
+
+
+def test_expired_certificate_logs_its_not_after(upstream, proxy):
+    fail = _refused_certificate(upstream, proxy, "expired")
+    assert fail["detail"] == "certificate has expired", fail
+    not_after = datetime.datetime.strptime(fail["not_after"], "%Y-%m-%dT%H:%M:%SZ")
+    assert not_after < datetime.datetime.utcnow() - datetime.timedelta(days=20), fail
+
+
+def test_unknown_ca_logs_the_issuer(upstream, proxy):
+    fail = _refused_certificate(upstream, proxy, "untrusted")
+    assert fail["detail"] == "unable to get local issuer certificate", fail
+    assert "CN=Untrusted Root CA" in fail["issuer"], fail
+    assert fail["sans"] == "DNS:mail.test"

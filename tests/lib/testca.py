@@ -22,6 +22,7 @@ make_ca(dir) writes PEM files into dir and returns {name: (certfile, keyfile)}:
   dnsip           SAN DNS:127.0.0.1 (an address spelt as a DNS name, no IP entry)
   rsa1024         SAN mail.test on a 1024-bit RSA key
   sha1            SAN mail.test, signed with SHA-1
+  manynames       60 SANs (long DNS names and addresses), none of them mail.test
 
 CLI: python3 tests/lib/testca.py DIR
 """
@@ -152,6 +153,9 @@ def make_ca(dirname):
     k = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     out["rsa1024"] = _write(dirname, "rsa1024",
                             [_cert("mail.test", k, ca, ca_key, san=["mail.test"])], k)
+    leaf("manynames", "many.test",
+         ["host-%02d.a-rather-long-subdomain.example.test" % i for i in range(50)] +
+         ["192.0.2.%d" % i for i in range(1, 6)] + ["2001:db8::%d" % i for i in range(1, 6)])
     fk = _key()
     fake = _cert("Not A CA", fk, ca, ca_key, san=["notaca.test"])    # CA:FALSE
     k = _key()
