@@ -301,6 +301,15 @@ start_auth(struct upstream *u)
 	char line[1400];
 	int login;
 
+	/*
+	 * Sessions that were already on their way when another one's login was refused
+	 * (a burst of devices at power-up) must not try the same password too.
+	 */
+	if (cfg->auth_retry_after > 0 && stats_auth_backoff_left() > 0) {
+		up_fail(u, "4.7.0", "upstream login refused recently, not retrying yet", "auth",
+		    "auth_retry_after back-off");
+		return;
+	}
 	if (cfg->auth_mechanism == UP_AUTH_LOGIN)
 		login = 1;
 	else if (cfg->auth_mechanism == UP_AUTH_PLAIN)

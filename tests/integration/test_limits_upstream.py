@@ -158,3 +158,29 @@ def test_max_connections_slot_is_freed_by_a_failed_upstream(upstream, proxy):
         assert r.code == 421 and not r.first.startswith("421 4.3.2"), r
         assert up.wait_connections(i + 1)
     assert len(up.connections) == 3
+
+
+def test_sessions_already_preparing_do_not_try_a_refused_password(upstream, proxy):
+    """A burst of devices: the ones whose upstream was on its way when the first login was
+    refused give up at their AUTH step instead of sending the same password."""
+    import threading
+    up = upstream("starttls", auth_fail=True, reply_delay={"tls_ehlo": 2.0})
+    px = proxy(up, proxy={"workers": "2"}, upstream=creds(auth_retry_after="3600"))
+    replies = []
+
+    def device():
+        with px.client(timeout=20) as c:
+            replies.append(c.read_reply())
+
+    first = threading.Thread(target=device)
+    first.start()
+    time.sleep(1.0)                 # the first is waiting for its EHLO reply
+    late = [threading.Thread(target=device) for _ in range(3)]
+    for t in late:
+        t.start()
+    for t in [first] + late:
+        t.join(30)
+    assert len(replies) == 4 and all(r.first.startswith("421 4.7.0") for r in replies), replies
+    assert len(up.connections) == 4, up.connections    # they were on their way
+    assert logins(up) == 1, [c.auth for c in up.connections]
+    assert len(px.events("auth.backoff")) == 1
