@@ -2,10 +2,12 @@
 #include <sys/stat.h>
 #include <arpa/inet.h>
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,73 +48,114 @@ typedef const char *(*setter)(struct config *, const char *);
 static const char *set_listen(struct config *, const char *);
 static const char *set_hostname(struct config *, const char *);
 static const char *set_allow(struct config *, const char *);
-static const char *set_max_sessions(struct config *, const char *);
-static const char *set_timeout(struct config *, const char *);
-static const char *set_bare_newline(struct config *, const char *);
-static const char *set_workers(struct config *, const char *);
-static const char *set_shutdown_timeout(struct config *, const char *);
-static const char *set_first_command_timeout(struct config *, const char *);
-static const char *set_host(struct config *, const char *);
-static const char *set_port(struct config *, const char *);
-static const char *set_tls(struct config *, const char *);
-static const char *set_server_name(struct config *, const char *);
-static const char *set_verify(struct config *, const char *);
-static const char *set_ca_file(struct config *, const char *);
-static const char *set_min_tls(struct config *, const char *);
-static const char *set_username(struct config *, const char *);
-static const char *set_password(struct config *, const char *);
-static const char *set_password_file(struct config *, const char *);
-static const char *set_auth_mechanism(struct config *, const char *);
-static const char *set_connect_timeout(struct config *, const char *);
-static const char *set_max_connections(struct config *, const char *);
-static const char *set_auth_retry_after(struct config *, const char *);
-static const char *set_tls_ciphers(struct config *, const char *);
-static const char *set_level(struct config *, const char *);
-static const char *set_max_recipients(struct config *, const char *);
-static const char *set_max_message_size(struct config *, const char *);
-static const char *set_max_per_client(struct config *, const char *);
-static const char *set_max_errors(struct config *, const char *);
-static const char *set_min_data_rate(struct config *, const char *);
-static const char *set_format(struct config *, const char *);
 
-/* Every key, its section and its default, in one place; conf/smtp-tls-proxy.ini mirrors it. */
-static const struct {
+/* How a key's value is read into its field. */
+enum key_type {
+	K_UINT,		/* unsigned, in [min, max]; or one of ${names} */
+	K_BOOL,		/* yes / no (and the usual synonyms) */
+	K_ENUM,		/* one of ${names}, any case */
+	K_STR,		/* copied, at most the field's size - 1 */
+	K_PATH,		/* K_STR with ${CREDENTIALS_DIRECTORY} expanded */
+	K_FUNC,		/* its own setter: lists, names with a syntax */
+};
+
+struct key_name {
+	const char	*name;
+	int		 value;
+};
+
+/*
+ * One row per key: where its value goes (an offset into the section's struct, so the
+ * same rows can serve any number of [upstream NAME] sections) and how it is checked.
+ */
+struct key {
 	const char	*section;
 	const char	*name;
 	const char	*def;
-	setter		 set;
-} keys[] = {
-	{ "proxy", "listen", "127.0.0.1:2525, [::1]:2525", set_listen },
-	{ "proxy", "hostname", "", set_hostname },
-	{ "proxy", "allow", "127.0.0.0/8, ::1/128", set_allow },
-	{ "proxy", "max_sessions", "1000", set_max_sessions },
-	{ "proxy", "timeout", "300", set_timeout },
-	{ "proxy", "bare_newline", "normalize", set_bare_newline },
-	{ "proxy", "workers", "auto", set_workers },
-	{ "proxy", "shutdown_timeout", "30", set_shutdown_timeout },
-	{ "proxy", "first_command_timeout", "30", set_first_command_timeout },
-	{ "upstream", "host", "", set_host },
-	{ "upstream", "port", "587", set_port },
-	{ "upstream", "tls", "", set_tls },
-	{ "upstream", "server_name", "", set_server_name },
-	{ "upstream", "verify", "yes", set_verify },
-	{ "upstream", "ca_file", "/etc/ssl/certs/ca-certificates.crt", set_ca_file },
-	{ "upstream", "min_tls", "1.2", set_min_tls },
-	{ "upstream", "username", "", set_username },
-	{ "upstream", "password", "", set_password },
-	{ "upstream", "password_file", "", set_password_file },
-	{ "upstream", "auth_mechanism", "auto", set_auth_mechanism },
-	{ "upstream", "connect_timeout", "30", set_connect_timeout },
-	{ "upstream", "max_connections", "100", set_max_connections },
-	{ "upstream", "auth_retry_after", "300", set_auth_retry_after },
-	{ "upstream", "tls_ciphers", "", set_tls_ciphers },
-	{ "limits", "max_recipients", "100", set_max_recipients },
-	{ "limits", "max_message_size", "52428800", set_max_message_size },
-	{ "limits", "max_sessions_per_client", "50", set_max_per_client },
-	{ "limits", "max_errors", "20", set_max_errors },
-	{ "limits", "min_data_rate", "256", set_min_data_rate },
-	{ "log", "level", "info", set_level },
-	{ "log", "format", "text", set_format },
+	enum key_type	 type;
+	size_t		 off, size;	/* the field */
+	unsigned long	 min, max;	/* K_UINT */
+	const struct key_name *names;	/* K_ENUM; K_UINT: words that stand for numbers */
+	const char	*hint;		/* the error text, when the type's own would not do */
+	setter		 set;		/* K_FUNC */
+};
+
+#define FIELD(f)	offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define UINT(sec, key, def, f, lo, hi, hint) \
+	{ sec, key, def, K_UINT, FIELD(f), lo, hi, NULL, hint, NULL }
+#define UINT_OR(sec, key, def, f, lo, hi, names, hint) \
+	{ sec, key, def, K_UINT, FIELD(f), lo, hi, names, hint, NULL }
+#define ENUM(sec, key, def, f, names, hint) \
+	{ sec, key, def, K_ENUM, FIELD(f), 0, 0, names, hint, NULL }
+#define BOOL(sec, key, def, f)	{ sec, key, def, K_BOOL, FIELD(f), 0, 0, NULL, NULL, NULL }
+#define STR(sec, key, def, f)	{ sec, key, def, K_STR, FIELD(f), 0, 0, NULL, NULL, NULL }
+#define PATH(sec, key, def, f)	{ sec, key, def, K_PATH, FIELD(f), 0, 0, NULL, NULL, NULL }
+#define FUNC(sec, key, def, fn)	{ sec, key, def, K_FUNC, 0, 0, 0, 0, NULL, NULL, fn }
+
+static const struct key_name bare_newline_names[] = {
+	{ "normalize", DATA_NORMALIZE }, { "reject", DATA_REJECT }, { "accept", DATA_ACCEPT },
+	{ NULL, 0 }
+};
+static const struct key_name auto_names[] = { { "auto", 0 }, { NULL, 0 } };
+static const struct key_name tls_names[] = {
+	{ "starttls", UP_TLS_STARTTLS }, { "implicit", UP_TLS_IMPLICIT }, { NULL, 0 }
+};
+static const struct key_name min_tls_names[] = {
+	{ "1.2", TLS1_2_VERSION }, { "1.3", TLS1_3_VERSION }, { NULL, 0 }
+};
+static const struct key_name auth_names[] = {
+	{ "auto", UP_AUTH_AUTO }, { "plain", UP_AUTH_PLAIN }, { "login", UP_AUTH_LOGIN },
+	{ NULL, 0 }
+};
+static const struct key_name level_names[] = {
+	{ "error", L_ERROR }, { "warn", L_WARN }, { "info", L_INFO }, { "debug", L_DEBUG },
+	{ NULL, 0 }
+};
+static const struct key_name format_names[] = {
+	{ "text", LOG_TEXT }, { "json", LOG_JSON }, { NULL, 0 }
+};
+
+/* Every key, its section and its default, in one place; conf/smtp-tls-proxy.ini mirrors it. */
+static const struct key keys[] = {
+	FUNC("proxy", "listen", "127.0.0.1:2525, [::1]:2525", set_listen),
+	FUNC("proxy", "hostname", "", set_hostname),
+	FUNC("proxy", "allow", "127.0.0.0/8, ::1/128", set_allow),
+	UINT("proxy", "max_sessions", "1000", max_sessions, 1, 1000000, NULL),
+	UINT("proxy", "timeout", "300", timeout, 1, 86400, "expected seconds, 1..86400"),
+	ENUM("proxy", "bare_newline", "normalize", bare_newline, bare_newline_names, NULL),
+	UINT_OR("proxy", "workers", "auto", workers, 1, 64, auto_names, NULL),
+	UINT("proxy", "shutdown_timeout", "30", shutdown_timeout, 0, 3600,
+	    "expected seconds, 0..3600"),
+	UINT("proxy", "first_command_timeout", "30", first_command_timeout, 1, 86400,
+	    "expected seconds, 1..86400"),
+	STR("upstream", "host", "", host),
+	UINT("upstream", "port", "587", port, 1, 65535, "expected a port, 1..65535"),
+	ENUM("upstream", "tls", "", tls, tls_names, NULL),
+	STR("upstream", "server_name", "", server_name),
+	BOOL("upstream", "verify", "yes", verify),
+	PATH("upstream", "ca_file", "/etc/ssl/certs/ca-certificates.crt", ca_file),
+	ENUM("upstream", "min_tls", "1.2", min_tls, min_tls_names,
+	    "expected 1.2 or 1.3 (older versions are not offered)"),
+	STR("upstream", "username", "", username),
+	STR("upstream", "password", "", password),
+	PATH("upstream", "password_file", "", password_file),
+	ENUM("upstream", "auth_mechanism", "auto", auth_mechanism, auth_names, NULL),
+	UINT("upstream", "connect_timeout", "30", connect_timeout, 1, 3600,
+	    "expected seconds, 1..3600"),
+	UINT("upstream", "max_connections", "100", max_connections, 1, 1000000, NULL),
+	UINT("upstream", "auth_retry_after", "300", auth_retry_after, 0, 86400,
+	    "expected seconds, 0..86400 (0: no back-off)"),
+	STR("upstream", "tls_ciphers", "", tls_ciphers),
+	UINT("limits", "max_recipients", "100", max_recipients, 1, 100000, NULL),
+	UINT("limits", "max_message_size", "52428800", max_message_size, 0, 4294967295UL,
+	    "expected bytes, 0..4294967295 (0: the upstream's SIZE only)"),
+	UINT("limits", "max_sessions_per_client", "50", max_sessions_per_client, 1, 1000000,
+	    NULL),
+	UINT("limits", "max_errors", "20", max_errors, 1, 10000, NULL),
+	UINT("limits", "min_data_rate", "256", min_data_rate, 0, 100000000,
+	    "expected bytes per second (0: no minimum)"),
+	ENUM("log", "level", "info", log_level, level_names, NULL),
+	ENUM("log", "format", "text", log_format, format_names, NULL),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -235,96 +278,16 @@ set_allow(struct config *c, const char *v)
 	return (NULL);
 }
 
-static const char *
-set_max_sessions(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 1, 1000000, &c->max_sessions) ? "expected 1..1000000" : NULL);
-}
 
-static const char *
-set_timeout(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 1, 86400, &c->timeout) ? "expected seconds, 1..86400" : NULL);
-}
 
-static const char *
-set_bare_newline(struct config *c, const char *v)
-{
-	if (strcasecmp(v, "normalize") == 0)
-		c->bare_newline = DATA_NORMALIZE;
-	else if (strcasecmp(v, "reject") == 0)
-		c->bare_newline = DATA_REJECT;
-	else if (strcasecmp(v, "accept") == 0)
-		c->bare_newline = DATA_ACCEPT;
-	else
-		return ("expected normalize, reject or accept");
-	return (NULL);
-}
 
-static const char *
-set_workers(struct config *c, const char *v)
-{
-	if (strcasecmp(v, "auto") == 0) {
-		c->workers = 0;
-		return (NULL);
-	}
-	return (parse_ulong(v, 1, 64, &c->workers) ? "expected auto or 1..64" : NULL);
-}
 
-static const char *
-set_shutdown_timeout(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 0, 3600, &c->shutdown_timeout) ?
-	    "expected seconds, 0..3600" : NULL);
-}
 
-static const char *
-set_first_command_timeout(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 1, 86400, &c->first_command_timeout) ?
-	    "expected seconds, 1..86400" : NULL);
-}
 
-static const char *
-set_host(struct config *c, const char *v)
-{
-	return (copy(c->host, sizeof(c->host), v));
-}
 
-static const char *
-set_port(struct config *c, const char *v)
-{
-	unsigned long p;
 
-	if (parse_ulong(v, 1, 65535, &p) != 0)
-		return ("expected a port, 1..65535");
-	c->port = (int)p;
-	return (NULL);
-}
 
-static const char *
-set_tls(struct config *c, const char *v)
-{
-	if (strcasecmp(v, "starttls") == 0)
-		c->tls = UP_TLS_STARTTLS;
-	else if (strcasecmp(v, "implicit") == 0)
-		c->tls = UP_TLS_IMPLICIT;
-	else if (v[0] != '\0')
-		return ("expected starttls or implicit");
-	return (NULL);
-}
 
-static const char *
-set_server_name(struct config *c, const char *v)
-{
-	return (copy(c->server_name, sizeof(c->server_name), v));
-}
-
-static const char *
-set_verify(struct config *c, const char *v)
-{
-	return (parse_bool(v, &c->verify) ? "expected yes or no" : NULL);
-}
 
 /*
  * Copy a path, expanding ${CREDENTIALS_DIRECTORY}: under systemd, LoadCredential=
@@ -347,135 +310,99 @@ copy_path(char *dst, size_t size, const char *v)
 	return (NULL);
 }
 
+/* "expected a, b or c" / "expected auto or 1..64": what a key takes, for its error. */
 static const char *
-set_ca_file(struct config *c, const char *v)
+expected(const struct key *k, char *buf, size_t size)
 {
-	return (copy_path(c->ca_file, sizeof(c->ca_file), v));
+	size_t i, n, len;
+
+	if (k->hint != NULL)
+		return (k->hint);
+	if (k->type == K_BOOL)
+		return ("expected yes or no");
+	len = (size_t)snprintf(buf, size, "expected");
+	for (n = 0; k->names != NULL && k->names[n].name != NULL; n++)
+		;
+	for (i = 0; i < n && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", i == 0 ? " " :
+		    i + 1 == n && k->type == K_ENUM ? " or " : ", ", k->names[i].name);
+	if (k->type == K_UINT && len < size)
+		snprintf(buf + len, size - len, "%s%lu..%lu", n > 0 ? " or " : " ", k->min,
+		    k->max);
+	return (buf);
 }
 
-static const char *
-set_min_tls(struct config *c, const char *v)
+/* ${k}'s field in ${c}: an int, or for K_UINT an unsigned of the field's size. */
+static void
+store(struct config *c, const struct key *k, unsigned long v)
 {
-	if (strcmp(v, "1.2") == 0)
-		c->min_tls = TLS1_2_VERSION;
-	else if (strcmp(v, "1.3") == 0)
-		c->min_tls = TLS1_3_VERSION;
-	else
-		return ("expected 1.2 or 1.3 (older versions are not offered)");
-	return (NULL);
+	char *field = (char *)c + k->off;
+	unsigned long long ull = v;
+	int i = (int)v;
+
+	if (k->size == sizeof(int))
+		memcpy(field, &i, sizeof(i));
+	else {
+		assert(k->size == sizeof(ull) && k->type == K_UINT);
+		memcpy(field, &ull, sizeof(ull));
+	}
 }
 
+/* Read ${v} into ${k}'s field; NULL, or why not (in ${buf} or static). */
 static const char *
-set_username(struct config *c, const char *v)
+set_key(struct config *c, const struct key *k, const char *v, char *buf, size_t size)
 {
-	return (copy(c->username, sizeof(c->username), v));
+	const struct key_name *n;
+	unsigned long u;
+	int b;
+
+	switch (k->type) {
+	case K_FUNC:
+		return (k->set(c, v));
+	case K_STR:
+		return (copy((char *)c + k->off, k->size, v));
+	case K_PATH:
+		return (copy_path((char *)c + k->off, k->size, v));
+	case K_BOOL:
+		if (parse_bool(v, &b) != 0)
+			return (expected(k, buf, size));
+		store(c, k, (unsigned long)b);
+		return (NULL);
+	case K_ENUM:
+	case K_UINT:
+		/* An empty value of a key without a default: decided later, from others. */
+		if (v[0] == '\0' && k->def[0] == '\0')
+			return (NULL);
+		for (n = k->names; n != NULL && n->name != NULL; n++) {
+			if (strcasecmp(v, n->name) == 0) {
+				store(c, k, (unsigned long)n->value);
+				return (NULL);
+			}
+		}
+		if (k->type == K_ENUM || parse_ulong(v, k->min, k->max, &u) != 0)
+			return (expected(k, buf, size));
+		store(c, k, u);
+		return (NULL);
+	}
+	return ("unknown key type");
 }
 
-static const char *
-set_password(struct config *c, const char *v)
-{
-	return (copy(c->password, sizeof(c->password), v));
-}
 
-static const char *
-set_password_file(struct config *c, const char *v)
-{
-	return (copy_path(c->password_file, sizeof(c->password_file), v));
-}
 
-static const char *
-set_auth_mechanism(struct config *c, const char *v)
-{
-	if (strcasecmp(v, "auto") == 0)
-		c->auth_mechanism = UP_AUTH_AUTO;
-	else if (strcasecmp(v, "plain") == 0)
-		c->auth_mechanism = UP_AUTH_PLAIN;
-	else if (strcasecmp(v, "login") == 0)
-		c->auth_mechanism = UP_AUTH_LOGIN;
-	else
-		return ("expected auto, plain or login");
-	return (NULL);
-}
 
-static const char *
-set_connect_timeout(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 1, 3600, &c->connect_timeout) ? "expected seconds, 1..3600" : NULL);
-}
 
-static const char *
-set_max_connections(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 1, 1000000, &c->max_connections) ? "expected 1..1000000" : NULL);
-}
 
-static const char *
-set_auth_retry_after(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 0, 86400, &c->auth_retry_after) ?
-	    "expected seconds, 0..86400 (0: no back-off)" : NULL);
-}
 
-static const char *
-set_tls_ciphers(struct config *c, const char *v)
-{
-	return (copy(c->tls_ciphers, sizeof(c->tls_ciphers), v));
-}
 
-static const char *
-set_max_recipients(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 1, 100000, &c->max_recipients) ? "expected 1..100000" : NULL);
-}
 
-static const char *
-set_max_message_size(struct config *c, const char *v)
-{
-	unsigned long n;
 
-	if (parse_ulong(v, 0, 4294967295UL, &n) != 0)
-		return ("expected bytes, 0..4294967295 (0: the upstream's SIZE only)");
-	c->max_message_size = n;
-	return (NULL);
-}
 
-static const char *
-set_max_per_client(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 1, 1000000, &c->max_sessions_per_client) ?
-	    "expected 1..1000000" : NULL);
-}
 
-static const char *
-set_max_errors(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 1, 10000, &c->max_errors) ? "expected 1..10000" : NULL);
-}
 
-static const char *
-set_min_data_rate(struct config *c, const char *v)
-{
-	return (parse_ulong(v, 0, 100000000, &c->min_data_rate) ?
-	    "expected bytes per second (0: no minimum)" : NULL);
-}
 
-static const char *
-set_level(struct config *c, const char *v)
-{
-	return (log_level_parse(v, &c->log_level) ? "expected error, warn, info or debug" : NULL);
-}
 
-static const char *
-set_format(struct config *c, const char *v)
-{
-	if (strcasecmp(v, "text") == 0)
-		c->log_format = LOG_TEXT;
-	else if (strcasecmp(v, "json") == 0)
-		c->log_format = LOG_JSON;
-	else
-		return ("expected text or json");
-	return (NULL);
-}
+
+
 
 static int
 has_control(const char *v)
@@ -551,6 +478,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct loader *ld = user;
 	const char *why;
+	char buf[200];
 	size_t i;
 	int known = 0;
 
@@ -585,7 +513,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 			warn_add(ld, ld->line, "password: a ';' after a space or tab starts a "
 			    "comment, so the password was read only up to it; put a password "
 			    "with \" ;\" in it in password_file");
-		if ((why = keys[i].set(ld->c, value)) != NULL)
+		if ((why = set_key(ld->c, &keys[i], value, buf, sizeof(buf))) != NULL)
 			err_add(ld, ld->line, "%s = %s: %s", name,
 			    strcmp(name, "password") == 0 ? "********" : value, why);
 		return (1);
@@ -839,7 +767,7 @@ config_load(const char *path, char *errs, size_t errsize)
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	ld.c = c;
 	for (i = 0; i < NKEYS; i++)
-		if (keys[i].def[0] != '\0' && keys[i].set(c, keys[i].def) != NULL)
+		if (keys[i].def[0] != '\0' && set_key(c, &keys[i], keys[i].def, NULL, 0) != NULL)
 			abort();	/* a default that does not parse is our bug */
 	if ((ld.f = fopen(path, "r")) == NULL) {
 		err_add(&ld, 0, "%s", strerror(errno));

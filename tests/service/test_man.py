@@ -26,7 +26,7 @@ def source():
 
 def config_keys():
     """[(section, key, default)] from the one table in src/config.c."""
-    keys = re.findall(r'\{\s*"(\w+)",\s*"(\w+)",\s*"([^"]*)",\s*set_\w+\s*\}',
+    keys = re.findall(r'\b(?:UINT|UINT_OR|ENUM|BOOL|STR|PATH|FUNC)\(\s*"(\w+)",\s*"(\w+)",\s*"([^"]*)"',
                       read(os.path.join(REPO, "src", "config.c")))
     assert len(keys) >= 20, keys
     return keys
