@@ -16,7 +16,7 @@
 #include "conn.h"
 #include "log.h"
 #include "session_int.h"
-#include "stats.h"
+#include "shared.h"
 
 /* Below this much room upstream, the body waits for the upstream to drain. */
 #define DATA_MIN_ROOM	(8 * 1024)
@@ -131,7 +131,7 @@ log_message(struct session *s, const struct txn *t, const char *reply, size_t le
 	log_strn(&l, "reply", reply, len);
 	log_str(&l, "result", result);
 	log_end(&l);
-	stats_message(strcmp(result, "ok") == 0);
+	shared_message(strcmp(result, "ok") == 0);
 }
 
 void

@@ -14,7 +14,7 @@
 #include "log.h"
 #include "parse.h"
 #include "session.h"
-#include "stats.h"
+#include "shared.h"
 
 /* Accepts per wake-up: enough to drain a burst, few enough to keep the loop fair. */
 #define ACCEPT_BATCH 64
@@ -104,9 +104,9 @@ static void
 session_done(void *arg, const struct sockaddr *peer)
 {
 	(void)arg;
-	stats_upstream_leave();
-	stats_client_leave(peer);
-	stats_session_leave();
+	shared_upstream_leave();
+	shared_client_leave(peer);
+	shared_session_leave();
 }
 
 /*
@@ -120,7 +120,7 @@ auth_backoff(struct listeners *ls, int fd, const char *client)
 	long left;
 
 	if (ls->cfg->username[0] == '\0' || ls->cfg->auth_retry_after == 0 ||
-	    (left = stats_auth_backoff_left()) == 0)
+	    (left = shared_auth_backoff_left()) == 0)
 		return (0);
 	snprintf(text, sizeof(text), "Upstream login refused, not retrying for %ld s", left);
 	/* info: auth.backoff said it once at warn; a line per device would drown it. */
@@ -161,14 +161,14 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (auth_backoff(ls, fd, client))
 			continue;
-		if (!stats_session_enter((long)ls->cfg->max_sessions)) {
+		if (!shared_session_enter((long)ls->cfg->max_sessions)) {
 			deny(ls, L_WARN, fd, client, "max_sessions", "421 4.3.2",
 			    "Too many connections, try again later");
 			continue;
 		}
-		if (!stats_client_enter((struct sockaddr *)&ss,
+		if (!shared_client_enter((struct sockaddr *)&ss,
 		    (long)ls->cfg->max_sessions_per_client)) {
-			stats_session_leave();
+			shared_session_leave();
 			deny(ls, L_WARN, fd, client, "max_sessions_per_client", "421 4.7.0",
 			    "Too many connections from your address, try again later");
 			continue;
@@ -178,18 +178,18 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		 * holds it until it ends, idle or not: the provider caps sessions per
 		 * account, so devices over the cap are refused here, not there.
 		 */
-		if (!stats_upstream_enter((long)ls->cfg->max_connections)) {
-			stats_client_leave((struct sockaddr *)&ss);
-			stats_session_leave();
+		if (!shared_upstream_enter((long)ls->cfg->max_connections)) {
+			shared_client_leave((struct sockaddr *)&ss);
+			shared_session_leave();
 			deny(ls, L_WARN, fd, client, "upstream_busy", "421 4.3.2",
 			    "Too many upstream connections, try again later");
 			continue;
 		}
 		if (session_start(loop, ls->cfg, fd, (struct sockaddr *)&ss, session_done,
 		    ls) == NULL) {
-			stats_upstream_leave();
-			stats_client_leave((struct sockaddr *)&ss);
-			stats_session_leave();
+			shared_upstream_leave();
+			shared_client_leave((struct sockaddr *)&ss);
+			shared_session_leave();
 			log_simple(L_ERROR, "session.start", "out of memory");
 		}
 	}

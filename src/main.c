@@ -30,7 +30,7 @@
 #include "notify.h"
 #include "resolve.h"
 #include "session.h"
-#include "stats.h"
+#include "shared.h"
 
 #define VERSION "0.2.0"
 #define DEFAULT_CONFIG "/etc/smtp-tls-proxy/smtp-tls-proxy.ini"
@@ -163,7 +163,7 @@ w_heartbeat(struct ev_loop *l, ev_timer *w, int revents)
 	(void)l;
 	(void)w;
 	(void)revents;
-	__atomic_store_n(&stats_get()->beat[w_slot], mono(), __ATOMIC_RELAXED);
+	shared_beat(w_slot, mono());
 }
 
 static void
@@ -200,7 +200,7 @@ worker_main(int slot)
 	ev_signal_start(loop, &w_int);
 	resolve_init(loop);
 	/* A login back-off belongs to one configuration: a reload starts without it. */
-	stats_set_generation(generation);
+	shared_set_generation(generation);
 	listeners_start(listeners, loop, cfg);
 	ev_timer_init(&w_beat, w_heartbeat, 0., 1.);
 	ev_timer_start(loop, &w_beat);
@@ -221,14 +221,13 @@ worker_main(int slot)
 static void
 status(void)
 {
-	struct stats *st = stats_get();
+	struct shared_counts n;
 	char msg[256];
 
+	shared_counts(&n);
 	snprintf(msg, sizeof(msg), "STATUS=sessions=%ld total=%ld messages=%ld failed=%ld "
-	    "workers=%ld", __atomic_load_n(&st->sessions, __ATOMIC_RELAXED),
-	    __atomic_load_n(&st->sessions_total, __ATOMIC_RELAXED),
-	    __atomic_load_n(&st->messages_ok, __ATOMIC_RELAXED),
-	    __atomic_load_n(&st->messages_failed, __ATOMIC_RELAXED), st->workers);
+	    "workers=%ld", n.sessions, n.sessions_total, n.messages_ok, n.messages_failed,
+	    n.workers);
 	notify_send(msg);
 }
 
@@ -236,7 +235,6 @@ status(void)
 static void
 check_stuck(void)
 {
-	struct stats *st = stats_get();
 	struct logline lg;
 	long beat;
 	int i;
@@ -244,14 +242,14 @@ check_stuck(void)
 	for (i = 0; i < MAX_WORKERS; i++) {
 		if (workers[i].pid <= 0 || workers[i].generation != generation)
 			continue;
-		beat = __atomic_load_n(&st->beat[i], __ATOMIC_RELAXED);
+		beat = shared_beat_get(i);
 		if (beat == 0 || mono() - beat < (long)STUCK_SECONDS)
 			continue;
 		log_begin(&lg, L_ERROR, NULL, "worker.stuck");
 		log_num(&lg, "pid", (long long)workers[i].pid);
 		log_num(&lg, "seconds", (long long)(mono() - beat));
 		log_end(&lg);
-		st->beat[i] = 0;
+		shared_beat_clear(i);
 		kill(workers[i].pid, SIGKILL);
 	}
 }
@@ -335,7 +333,7 @@ on_child(struct ev_loop *l, ev_child *w, int revents)
 	log_str(&lg, "restart", expected ? "no" : "yes");
 	log_end(&lg);
 	wk->pid = 0;
-	stats_get()->workers = live_workers();
+	shared_set_workers(live_workers());
 	if (stopping) {
 		if (live_workers() == 0)
 			ev_break(l, EVBREAK_ALL);
@@ -365,7 +363,7 @@ spawn(int slot)
 
 	fflush(NULL);
 	/* Before the fork: the worker's first beat is not due for a second. */
-	stats_get()->beat[slot] = 0;
+	shared_beat_clear(slot);
 	if ((pid = fork()) < 0) {
 		log_simple(L_ERROR, "worker.fork", strerror(errno));
 		ev_timer_stop(loop, &restart_timer);
@@ -380,7 +378,7 @@ spawn(int slot)
 	ev_child_init(&wk->child, on_child, pid, 0);
 	wk->child.data = wk;
 	ev_child_start(loop, &wk->child);
-	stats_get()->workers = live_workers();
+	shared_set_workers(live_workers());
 }
 
 static void
@@ -423,7 +421,7 @@ on_stop(struct ev_loop *l, ev_signal *w, int revents)
 	notify_send("STOPPING=1");
 	log_begin(&lg, L_INFO, NULL, "proxy.stop");
 	log_str(&lg, "signal", w->signum == SIGTERM ? "TERM" : "INT");
-	log_num(&lg, "sessions", __atomic_load_n(&stats_get()->sessions, __ATOMIC_RELAXED));
+	log_num(&lg, "sessions", shared_sessions());
 	log_num(&lg, "shutdown_timeout", (long long)cfg->shutdown_timeout);
 	log_end(&lg);
 	signal_generation(-1, SIGTERM);
@@ -539,7 +537,7 @@ main(int argc, char **argv)
 	raise_nofile(cfg);
 	watchdog_interval = notify_init();
 	signal(SIGPIPE, SIG_IGN);
-	if (stats_init() != 0) {
+	if (shared_init() != 0) {
 		log_simple(L_ERROR, "proxy.start", "cannot map shared counters");
 		return (1);
 	}
@@ -576,7 +574,7 @@ main(int argc, char **argv)
 	}
 	ev_run(loop, 0);
 	log_begin(&l, L_INFO, NULL, "proxy.exit");
-	log_num(&l, "sessions", __atomic_load_n(&stats_get()->sessions, __ATOMIC_RELAXED));
+	log_num(&l, "sessions", shared_sessions());
 	log_end(&l);
 	listeners_free(listeners);
 	config_unref(cfg);

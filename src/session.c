@@ -59,7 +59,7 @@
 #include "conn.h"
 #include "log.h"
 #include "session_int.h"
-#include "stats.h"
+#include "shared.h"
 #include "upstream.h"
 
 #define CL_INCAP	(64 * 1024)

@@ -8,14 +8,14 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "stats.h"
+#include "shared.h"
 #include "tlsctx.h"
 
 struct tlsctx {
 	SSL_CTX		*ctx;
 	SSL_SESSION	*session;	/* the newest session the upstream gave us */
 	unsigned long	 share_gen;	/* of the shared copy t->session came from */
-	char		 key[STATS_TLS_KEY];	/* which upstream: sessions never cross to another */
+	char		 key[SHARED_TLS_KEY];	/* which upstream: sessions never cross to another */
 	int		 verify;
 };
 
@@ -23,19 +23,12 @@ struct tlsctx {
 static void
 share_put(struct tlsctx *t, SSL_SESSION *sess)
 {
-	struct tls_share *sh = &stats_get()->tls;
-	unsigned char der[sizeof(sh->der)], *p = der;
+	unsigned char der[SHARED_TLS_DER], *p = der;
 	int n = i2d_SSL_SESSION(sess, NULL);
 
 	if (n <= 0 || (size_t)n > sizeof(der) || i2d_SSL_SESSION(sess, &p) != n)
 		return;
-	if (stats_lock(&sh->lock) != 0)
-		return;
-	memcpy(sh->der, der, (size_t)n);
-	sh->len = (unsigned)n;
-	memcpy(sh->key, t->key, sizeof(sh->key));
-	t->share_gen = ++sh->gen;
-	stats_unlock(&sh->lock);
+	shared_tls_put(t->key, der, (unsigned)n, &t->share_gen);
 	OPENSSL_cleanse(der, (size_t)n);
 }
 
@@ -43,25 +36,17 @@ share_put(struct tlsctx *t, SSL_SESSION *sess)
 static void
 share_get(struct tlsctx *t)
 {
-	struct tls_share *sh = &stats_get()->tls;
-	unsigned char der[sizeof(sh->der)];
+	unsigned char der[SHARED_TLS_DER];
 	const unsigned char *p = der;
 	SSL_SESSION *sess;
-	unsigned len = 0;
+	unsigned len;
 
-	if (__atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE) == t->share_gen)
+	if ((len = shared_tls_get(t->key, &t->share_gen, der, sizeof(der))) == 0)
 		return;
-	if (stats_lock(&sh->lock) != 0)
-		return;
-	if (memcmp(sh->key, t->key, sizeof(sh->key)) == 0) {
-		len = sh->len;
-		memcpy(der, sh->der, len);
-	}
-	t->share_gen = sh->gen;
-	stats_unlock(&sh->lock);
-	if (len == 0 || (sess = d2i_SSL_SESSION(NULL, &p, (long)len)) == NULL)
-		return;
+	sess = d2i_SSL_SESSION(NULL, &p, (long)len);
 	OPENSSL_cleanse(der, len);
+	if (sess == NULL)
+		return;
 	SSL_SESSION_free(t->session);
 	t->session = sess;
 }

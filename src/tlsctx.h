@@ -38,7 +38,7 @@ struct tls_report {
  * peer verification when ${verify}, at least ${min_tls} (e.g. TLS1_2_VERSION), the
  * TLS 1.2 cipher list ${ciphers} (OpenSSL syntax; TLSCTX_CIPHERS when empty; every
  * TLS 1.3 suite is offered either way), and a one-entry session cache for
- * resumption, shared between workers through the stats mapping under ${key} and
+ * resumption, shared between workers through the shared memory (shared.c) under ${key} and
  * the cipher list (naming the upstream: a session is only offered to the server it
  * came from, and only under the settings it was made with). NULL with a reason in
  * ${err} on failure; ${bad_ciphers} is set to 1 when ${ciphers} is what failed

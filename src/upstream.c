@@ -31,7 +31,7 @@
 #include "log.h"
 #include "resolve.h"
 #include "smtp.h"
-#include "stats.h"
+#include "shared.h"
 #include "tlsctx.h"
 #include "upstream.h"
 
@@ -305,7 +305,7 @@ start_auth(struct upstream *u)
 	 * Sessions that were already on their way when another one's login was refused
 	 * (a burst of devices at power-up) must not try the same password too.
 	 */
-	if (cfg->auth_retry_after > 0 && stats_auth_backoff_left() > 0) {
+	if (cfg->auth_retry_after > 0 && shared_auth_backoff_left() > 0) {
 		up_fail(u, "4.7.0", "upstream login refused recently, not retrying yet", "auth",
 		    "auth_retry_after back-off");
 		return;
@@ -403,7 +403,7 @@ auth_backoff(struct upstream *u, const char *reply, size_t len)
 	time_t t;
 
 	if (len < 1 || reply[0] != '5' || u->cfg->auth_retry_after == 0 ||
-	    !stats_auth_backoff_start((long)u->cfg->auth_retry_after))
+	    !shared_auth_backoff_start((long)u->cfg->auth_retry_after))
 		return;
 	t = time(NULL) + (time_t)u->cfg->auth_retry_after;
 	strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));

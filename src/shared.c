@@ -2,20 +2,59 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
+#include <assert.h>
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
 
-#include "stats.h"
+#include "shared.h"
 
-static struct stats local;
-static struct stats *st = &local;
+/* The newest upstream TLS session, serialised, so every worker can resume it. */
+struct tls_share {
+	int		 lock;
+	unsigned long	 gen;
+	char		 key[SHARED_TLS_KEY];	/* the upstream and TLS settings it belongs to */
+	unsigned	 len;
+	unsigned char	 der[SHARED_TLS_DER];
+};
+
+/* Sessions per client address, shared by every worker (open addressing). */
+#define SHARED_CLIENTS	4096
+struct client_slot {
+	unsigned char	 addr[16];	/* IPv4 as ::ffff:a.b.c.d */
+	int		 used;
+	int		 count;
+};
+
+/* The upstream refused our own login: who may not try again, and until when. */
+struct auth_backoff {
+	int		 lock;
+	int		 generation;	/* of the workers (the config) it applies to */
+	long long	 until_ms;	/* CLOCK_MONOTONIC */
+};
+
+struct shared {
+	long	 sessions;	/* running now, all workers */
+	long	 upstreams;	/* upstream sessions held now, all workers */
+	long	 sessions_total;
+	long	 messages_ok;
+	long	 messages_failed;
+	long	 workers;
+	long	 beat[SHARED_WORKERS];	/* each worker slot's last heartbeat */
+	struct tls_share tls;
+	int		 clients_lock;
+	struct client_slot clients[SHARED_CLIENTS];
+	struct auth_backoff auth;
+};
+
+static struct shared local;
+static struct shared *st = &local;
 static int generation;		/* this process's; not shared */
 
 int
-stats_init(void)
+shared_init(void)
 {
-	void *p = mmap(NULL, sizeof(struct stats), PROT_READ | PROT_WRITE,
+	void *p = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED)
@@ -24,11 +63,6 @@ stats_init(void)
 	return (0);
 }
 
-struct stats *
-stats_get(void)
-{
-	return (st);
-}
 
 /* Count one on ${n} unless that passes ${max}: 1 when counted, 0 when not. */
 static int
@@ -43,7 +77,7 @@ limit_enter(long *n, long max)
 }
 
 int
-stats_session_enter(long max)
+shared_session_enter(long max)
 {
 	if (!limit_enter(&st->sessions, max))
 		return (0);
@@ -52,25 +86,25 @@ stats_session_enter(long max)
 }
 
 void
-stats_session_leave(void)
+shared_session_leave(void)
 {
 	__atomic_sub_fetch(&st->sessions, 1, __ATOMIC_SEQ_CST);
 }
 
 int
-stats_upstream_enter(long max)
+shared_upstream_enter(long max)
 {
 	return (limit_enter(&st->upstreams, max));
 }
 
 void
-stats_upstream_leave(void)
+shared_upstream_leave(void)
 {
 	__atomic_sub_fetch(&st->upstreams, 1, __ATOMIC_SEQ_CST);
 }
 
 void
-stats_message(int ok)
+shared_message(int ok)
 {
 	__atomic_add_fetch(ok ? &st->messages_ok : &st->messages_failed, 1, __ATOMIC_RELAXED);
 }
@@ -106,8 +140,10 @@ client_hash(const unsigned char key[16])
 	return (h);
 }
 
-int
-stats_lock(int *lock)
+/* A spin lock that gives up (-1) after a bounded spin: a worker that died holding it
+ * cannot hang the others; 0 when taken. */
+static int
+shared_lock(int *lock)
 {
 	long i;
 
@@ -117,8 +153,8 @@ stats_lock(int *lock)
 	return (-1);
 }
 
-void
-stats_unlock(int *lock)
+static void
+shared_unlock(int *lock)
 {
 	__atomic_clear(lock, __ATOMIC_RELEASE);
 }
@@ -132,11 +168,11 @@ client_add(const struct sockaddr *sa, int delta, long max)
 	unsigned h, i;
 	int ok = 1;
 
-	if (client_key(sa, key) != 0 || stats_lock(&st->clients_lock) != 0)
+	if (client_key(sa, key) != 0 || shared_lock(&st->clients_lock) != 0)
 		return (1);
 	h = client_hash(key);
 	for (i = 0; i < PROBES; i++) {
-		slot = &st->clients[(h + i) % STATS_CLIENTS];
+		slot = &st->clients[(h + i) % SHARED_CLIENTS];
 		if (slot->used && memcmp(slot->addr, key, 16) == 0)
 			break;
 		if (reuse == NULL && (!slot->used || slot->count == 0))
@@ -160,24 +196,24 @@ client_add(const struct sockaddr *sa, int delta, long max)
 	else if (delta > 0 || slot->count > 0)
 		slot->count += delta;
 out:
-	stats_unlock(&st->clients_lock);
+	shared_unlock(&st->clients_lock);
 	return (ok);
 }
 
 int
-stats_client_enter(const struct sockaddr *sa, long max)
+shared_client_enter(const struct sockaddr *sa, long max)
 {
 	return (client_add(sa, 1, max));
 }
 
 void
-stats_client_leave(const struct sockaddr *sa)
+shared_client_leave(const struct sockaddr *sa)
 {
 	(void)client_add(sa, -1, 0);
 }
 
 void
-stats_set_generation(int gen)
+shared_set_generation(int gen)
 {
 	generation = gen;
 }
@@ -193,13 +229,13 @@ mono_ms(void)
 }
 
 int
-stats_auth_backoff_start(long seconds)
+shared_auth_backoff_start(long seconds)
 {
 	struct auth_backoff *a = &st->auth;
 	long long now = mono_ms();
 	int started = 0;
 
-	if (stats_lock(&a->lock) != 0)
+	if (shared_lock(&a->lock) != 0)
 		return (0);
 	/*
 	 * A draining worker of an older generation must not override the new
@@ -211,12 +247,12 @@ stats_auth_backoff_start(long seconds)
 		a->until_ms = now + (long long)seconds * 1000;
 		started = 1;
 	}
-	stats_unlock(&a->lock);
+	shared_unlock(&a->lock);
 	return (started);
 }
 
 long
-stats_auth_backoff_left(void)
+shared_auth_backoff_left(void)
 {
 	struct auth_backoff *a = &st->auth;
 	long long left = 0;
@@ -224,10 +260,86 @@ stats_auth_backoff_left(void)
 	/* Nothing ever started: skip the lock on every accept. */
 	if (__atomic_load_n(&a->until_ms, __ATOMIC_ACQUIRE) == 0)
 		return (0);
-	if (stats_lock(&a->lock) != 0)
+	if (shared_lock(&a->lock) != 0)
 		return (0);
 	if (a->generation == generation)
 		left = a->until_ms - mono_ms();
-	stats_unlock(&a->lock);
+	shared_unlock(&a->lock);
 	return (left > 0 ? (long)((left + 999) / 1000) : 0);
+}
+
+void
+shared_counts(struct shared_counts *out)
+{
+	out->sessions = __atomic_load_n(&st->sessions, __ATOMIC_RELAXED);
+	out->sessions_total = __atomic_load_n(&st->sessions_total, __ATOMIC_RELAXED);
+	out->messages_ok = __atomic_load_n(&st->messages_ok, __ATOMIC_RELAXED);
+	out->messages_failed = __atomic_load_n(&st->messages_failed, __ATOMIC_RELAXED);
+	out->workers = __atomic_load_n(&st->workers, __ATOMIC_RELAXED);
+}
+
+long
+shared_sessions(void)
+{
+	return (__atomic_load_n(&st->sessions, __ATOMIC_RELAXED));
+}
+
+void
+shared_set_workers(long n)
+{
+	__atomic_store_n(&st->workers, n, __ATOMIC_RELAXED);
+}
+
+void
+shared_beat(int slot, long now)
+{
+	assert(slot >= 0 && slot < SHARED_WORKERS);
+	__atomic_store_n(&st->beat[slot], now, __ATOMIC_RELAXED);
+}
+
+long
+shared_beat_get(int slot)
+{
+	assert(slot >= 0 && slot < SHARED_WORKERS);
+	return (__atomic_load_n(&st->beat[slot], __ATOMIC_RELAXED));
+}
+
+void
+shared_beat_clear(int slot)
+{
+	shared_beat(slot, 0);
+}
+
+void
+shared_tls_put(const char *key, const unsigned char *der, unsigned len, unsigned long *genp)
+{
+	struct tls_share *sh = &st->tls;
+
+	if (len == 0 || len > sizeof(sh->der) || shared_lock(&sh->lock) != 0)
+		return;
+	memcpy(sh->der, der, len);
+	sh->len = len;
+	memcpy(sh->key, key, sizeof(sh->key));
+	*genp = ++sh->gen;
+	shared_unlock(&sh->lock);
+}
+
+unsigned
+shared_tls_get(const char *key, unsigned long *genp, unsigned char *der, size_t size)
+{
+	struct tls_share *sh = &st->tls;
+	unsigned len = 0;
+
+	/* Nothing new since this worker last looked: no lock on every handshake. */
+	if (__atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE) == *genp)
+		return (0);
+	if (shared_lock(&sh->lock) != 0)
+		return (0);
+	if (memcmp(sh->key, key, sizeof(sh->key)) == 0 && sh->len <= size) {
+		len = sh->len;
+		memcpy(der, sh->der, len);
+	}
+	*genp = sh->gen;
+	shared_unlock(&sh->lock);
+	return (len);
 }

@@ -1,0 +1,134 @@
+#ifndef SHARED_H
+#define SHARED_H
+
+/*
+ * The memory shared by the main process and every worker: one anonymous mapping made
+ * before the workers are forked. It owns the limits counted over all workers
+ * (sessions, upstream sessions, sessions per client address), the login back-off,
+ * the worker heartbeats, the figures of the systemd STATUS= line, and the newest
+ * upstream TLS session so that any worker can resume it. Its layout is private to
+ * shared.c; everything goes through these functions.
+ */
+
+struct sockaddr;
+
+/* Room for a tlsctx key: host, port, server name, verify, min_tls, cipher list. */
+#define SHARED_TLS_KEY	1700
+/* Room for one serialised TLS session. */
+#define SHARED_TLS_DER	8192
+/* Worker slots with a heartbeat. */
+#define SHARED_WORKERS	64
+
+/**
+ * shared_init():
+ * Map the shared memory; 0 or -1. Before it, everything works per process.
+ */
+int shared_init(void);
+
+/**
+ * shared_session_enter(max), shared_session_leave():
+ * Count a new session unless ${max} are already running (then 0 is returned and
+ * nothing counted); 1 when counted. Leave uncounts one.
+ */
+int shared_session_enter(long max);
+void shared_session_leave(void);
+
+/**
+ * shared_upstream_enter(max), shared_upstream_leave():
+ * The same for upstream sessions held at once (max_connections).
+ */
+int shared_upstream_enter(long max);
+void shared_upstream_leave(void);
+
+/**
+ * shared_client_enter(sa, max), shared_client_leave(sa):
+ * Count a session of the client address in ${sa} unless it has ${max} already
+ * (then 0, nothing counted); 1 when counted. IPv4 and v4-mapped IPv6 are one
+ * address. If the table is full or busy the session is let through (1).
+ */
+int shared_client_enter(const struct sockaddr *sa, long max);
+void shared_client_leave(const struct sockaddr *sa);
+
+/**
+ * shared_message(ok):
+ * Count one message outcome.
+ */
+void shared_message(int ok);
+
+/* The figures of the STATUS= line and the stop log lines. */
+struct shared_counts {
+	long	 sessions;	/* running now, all workers */
+	long	 sessions_total;
+	long	 messages_ok;
+	long	 messages_failed;
+	long	 workers;
+};
+
+/**
+ * shared_counts(out):
+ * Read the figures (each one atomically; together they are a good-enough snapshot).
+ */
+void shared_counts(struct shared_counts *out);
+
+/**
+ * shared_sessions():
+ * Sessions running now, over all workers.
+ */
+long shared_sessions(void);
+
+/**
+ * shared_set_workers(n):
+ * The number of live workers, as the main process counts them.
+ */
+void shared_set_workers(long n);
+
+/**
+ * shared_beat(slot, now), shared_beat_get(slot), shared_beat_clear(slot):
+ * A worker's heartbeat (monotonic seconds), read by the main process to find a
+ * stuck worker; 0 = none yet. ${slot} is below SHARED_WORKERS.
+ */
+void shared_beat(int slot, long now);
+long shared_beat_get(int slot);
+void shared_beat_clear(int slot);
+
+/**
+ * shared_set_generation(gen):
+ * Name this process's worker generation (one per loaded configuration): a login
+ * back-off belongs to the generation that started it, so a reload clears it.
+ */
+void shared_set_generation(int gen);
+
+/**
+ * shared_auth_backoff_start(seconds):
+ * Refuse upstream logins for ${seconds} from now, for this generation. 1 when
+ * this call started the back-off (the caller logs it, once); 0 when one is
+ * already running for this generation, a newer generation has its own, or the
+ * lock could not be taken.
+ */
+int shared_auth_backoff_start(long seconds);
+
+/**
+ * shared_auth_backoff_left():
+ * Whole seconds (rounded up) left of this generation's back-off; 0 when none.
+ */
+long shared_auth_backoff_left(void);
+
+/**
+ * shared_tls_put(key, der, len, genp):
+ * Publish the serialised TLS session ${der} (${len} bytes) of the upstream named by
+ * ${key} (SHARED_TLS_KEY bytes, compared whole) to every worker; store its
+ * generation in *${genp}. Nothing happens if ${len} is too large or the lock is busy.
+ */
+void shared_tls_put(const char *key, const unsigned char *der, unsigned len,
+    unsigned long *genp);
+
+/**
+ * shared_tls_get(key, genp, der, size):
+ * If a session newer than *${genp} was published, update *${genp}; when it belongs to
+ * ${key}, copy it to ${der} (${size} bytes at least SHARED_TLS_DER) and return its
+ * length. 0 otherwise (nothing new, another upstream's, or the lock busy).
+ */
+unsigned shared_tls_get(const char *key, unsigned long *genp, unsigned char *der,
+    size_t size);
+
+#endif
