@@ -154,7 +154,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			log_simple(L_ERROR, "listener.accept", strerror(errno));
 			return;
 		}
-		session_addr_str((struct sockaddr *)&ss, client, sizeof(client));
+		parse_addr_str((struct sockaddr *)&ss, client, sizeof(client));
 		if (!cidr_match(ls->cfg->allow, ls->cfg->nallow, (struct sockaddr *)&ss)) {
 			deny(ls, L_WARN, fd, client, "allow", "554 5.7.1", "Access denied");
 			continue;
@@ -211,7 +211,7 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec, int inhe
 	if (spec != NULL)
 		li->spec = *spec;
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-		session_addr_str((struct sockaddr *)&ss, li->name, sizeof(li->name));
+		parse_addr_str((struct sockaddr *)&ss, li->name, sizeof(li->name));
 	else
 		snprintf(li->name, sizeof(li->name), "fd%d", fd);
 	ev_io_init(&li->io, on_accept, fd, EV_READ);
@@ -280,7 +280,7 @@ same_addr(int fd, const struct listen_addr *a)
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
 		return (0);
-	session_addr_str((struct sockaddr *)&ss, have, sizeof(have));
+	parse_addr_str((struct sockaddr *)&ss, have, sizeof(have));
 	snprintf(want, sizeof(want), strchr(a->host, ':') ? "[%s]:%d" : "%s:%d", a->host,
 	    a->port);
 	return (strcmp(have, want) == 0);

@@ -41,6 +41,13 @@ int parse_list_next(const char **sp, char *item, size_t size);
 int parse_hostport(const char *s, char *host, size_t hostsize, int *portp);
 
 /**
+ * parse_addr_str(sa, out, size):
+ * The other way round, for logs: "a.b.c.d:port" or "[v6]:port" from a socket address
+ * (IPv4 or IPv6; anything else gives "unknown").
+ */
+void parse_addr_str(const struct sockaddr *sa, char *out, size_t size);
+
+/**
  * parse_cidr(s, c):
  * "addr" or "addr/bits" (IPv4 or IPv6) into ${c}; bits past the prefix must be zero.
  * 0, or -1 if malformed.

@@ -58,6 +58,7 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "parse.h"
 #include "session_int.h"
 #include "shared.h"
 #include "upstream.h"
@@ -76,24 +77,6 @@ static unsigned long nsessions;
 static void process(struct session *);
 static void up_event(struct conn *, int, void *);
 
-void
-session_addr_str(const struct sockaddr *sa, char *out, size_t size)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		snprintf(out, size, "[%s]:%d", host, ntohs(s6->sin6_port));
-	} else if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const void *)sa;
-
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		snprintf(out, size, "%s:%d", host, ntohs(s4->sin_port));
-	} else
-		snprintf(out, size, "unknown");
-}
 
 static void
 new_sid(char *out, size_t size)
@@ -508,7 +491,7 @@ session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct soc
 	new_sid(s->sid, sizeof(s->sid));
 	memcpy(&s->peer, peer, peer->sa_family == AF_INET6 ?
 	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-	session_addr_str(peer, s->client, sizeof(s->client));
+	parse_addr_str(peer, s->client, sizeof(s->client));
 	if ((s->cl = conn_new(loop, fd, CL_INCAP, CL_OUTCAP, cl_event, s)) == NULL) {
 		close(fd);
 		config_unref(s->cfg);

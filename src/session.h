@@ -21,12 +21,6 @@ struct session *session_start(struct ev_loop *loop, struct config *cfg, int fd,
     const struct sockaddr *peer, session_done_cb *done, void *arg);
 
 /**
- * session_addr_str(sa, out, size):
- * "a.b.c.d:port" or "[v6]:port" for logs.
- */
-void session_addr_str(const struct sockaddr *sa, char *out, size_t size);
-
-/**
  * session_count():
  * Sessions of this process that have not ended.
  */

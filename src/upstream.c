@@ -17,6 +17,7 @@
 #include <netdb.h>
 #include <arpa/inet.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,13 +42,18 @@
 
 enum up_state {
 	UP_RESOLVE, UP_CONNECT, UP_TLS, UP_GREET, UP_EHLO1, UP_STARTTLS, UP_EHLO2,
-	UP_SEND_PLAIN, UP_SEND_LOGIN, UP_SEND_USER, UP_SEND_PASS,
+	UP_SEND_PLAIN, UP_SEND_LOGIN, UP_SEND_USER, UP_SEND_PASS, UP_NSTATES
 };
 
-static const char *state_names[] = {
-	"resolve", "connect", "tls", "greeting", "ehlo", "starttls", "ehlo-tls",
-	"auth-plain", "auth-login", "auth-user", "auth-pass",
+/* Indexed by the enum, so a state added without its name fails to build. */
+static const char *const state_names[] = {
+	[UP_RESOLVE] = "resolve", [UP_CONNECT] = "connect", [UP_TLS] = "tls",
+	[UP_GREET] = "greeting", [UP_EHLO1] = "ehlo", [UP_STARTTLS] = "starttls",
+	[UP_EHLO2] = "ehlo-tls", [UP_SEND_PLAIN] = "auth-plain", [UP_SEND_LOGIN] = "auth-login",
+	[UP_SEND_USER] = "auth-user", [UP_SEND_PASS] = "auth-pass",
 };
+_Static_assert(sizeof(state_names) / sizeof(state_names[0]) == UP_NSTATES,
+    "every upstream state has a name");
 
 struct upstream {
 	struct ev_loop	*loop;
@@ -78,6 +84,22 @@ struct upstream {
 			"(usually 587 or 25)"
 
 static void up_event(struct conn *, int, void *);
+
+/* The one way the preparation moves on: every transition is a debug line "a -> b". */
+static void
+up_enter(struct upstream *u, enum up_state next)
+{
+	struct logline l;
+
+	assert(next < UP_NSTATES);
+	if (log_enabled(L_DEBUG) && next != u->state) {
+		log_begin(&l, L_DEBUG, u->sid, "upstream.state");
+		log_str(&l, "from", state_names[u->state]);
+		log_str(&l, "to", state_names[next]);
+		log_end(&l);
+	}
+	u->state = next;
+}
 static void try_next(struct upstream *);
 
 /* End: stop everything ${u} waits for and mark it dead; the memory stays for the handlers. */
@@ -273,7 +295,7 @@ start_tls(struct upstream *u)
 		up_fail(u, "4.7.0", "TLS setup failed", "tls", err);
 		return;
 	}
-	u->state = UP_TLS;
+	up_enter(u, UP_TLS);
 	ev_now_update(u->loop);
 	u->tls_start = ev_now(u->loop);
 	if (conn_start_tls(u->c, ssl) != 0) {
@@ -290,7 +312,7 @@ send_ehlo(struct upstream *u, enum up_state next)
 	char line[300];
 
 	snprintf(line, sizeof(line), "EHLO %s\r\n", u->cfg->hostname);
-	u->state = next;
+	up_enter(u, next);
 	up_send(u, line);
 }
 
@@ -325,7 +347,7 @@ start_auth(struct upstream *u)
 	}
 	conn_secret(u->c, 1);
 	if (login) {
-		u->state = UP_SEND_LOGIN;
+		up_enter(u, UP_SEND_LOGIN);
 		up_send(u, "AUTH LOGIN\r\n");
 		return;
 	}
@@ -335,7 +357,7 @@ start_auth(struct upstream *u)
 		return;
 	}
 	strcat(line, "\r\n");
-	u->state = UP_SEND_PLAIN;
+	up_enter(u, UP_SEND_PLAIN);
 	up_send(u, line);
 	OPENSSL_cleanse(line, sizeof(line));
 }
@@ -350,7 +372,7 @@ send_b64(struct upstream *u, const char *s, enum up_state next)
 		return;
 	}
 	strcat(line, "\r\n");
-	u->state = next;
+	up_enter(u, next);
 	up_send(u, line);
 	OPENSSL_cleanse(line, sizeof(line));
 }
@@ -474,7 +496,7 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 			    "STARTTLS not in the EHLO reply");
 			return (0);
 		}
-		u->state = UP_STARTTLS;
+		up_enter(u, UP_STARTTLS);
 		up_send(u, "STARTTLS\r\n");
 		return (0);
 	case UP_STARTTLS:
@@ -696,7 +718,7 @@ on_conn(struct upstream *u, int ev)
 		if (u->cfg->tls == UP_TLS_IMPLICIT)
 			start_tls(u);
 		else
-			u->state = UP_GREET;
+			up_enter(u, UP_GREET);
 		return;
 	}
 	if (ev & CONN_EV_TLS) {
@@ -704,7 +726,7 @@ on_conn(struct upstream *u, int ev)
 		log_handshake(u);
 		arm(u);
 		if (u->cfg->tls == UP_TLS_IMPLICIT)
-			u->state = UP_GREET;
+			up_enter(u, UP_GREET);
 		else {
 			send_ehlo(u, UP_EHLO2);
 			return;
@@ -756,8 +778,7 @@ on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 try_next(struct upstream *u)
 {
-	char err[256], host[INET6_ADDRSTRLEN], tried[sizeof(u->tried) + 32];
-	int port;
+	char err[256], tried[sizeof(u->tried) + 32];
 
 	u->cur = u->cur == NULL ? u->ai : u->cur->ai_next;
 	if (u->cur == NULL) {
@@ -766,20 +787,8 @@ try_next(struct upstream *u)
 		    tried[0] ? tried : "no address");
 		return;
 	}
-	if (u->cur->ai_family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)u->cur->ai_addr;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		port = ntohs(s6->sin6_port);
-		snprintf(u->addr, sizeof(u->addr), "[%s]:%d", host, port);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)u->cur->ai_addr;
-
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		port = ntohs(s4->sin_port);
-		snprintf(u->addr, sizeof(u->addr), "%s:%d", host, port);
-	}
-	u->state = UP_CONNECT;
+	parse_addr_str(u->cur->ai_addr, u->addr, sizeof(u->addr));
+	up_enter(u, UP_CONNECT);
 	u->c = conn_connect(u->loop, u->cur->ai_addr, u->cur->ai_addrlen, UP_INCAP, UP_OUTCAP,
 	    up_event, u, err, sizeof(err));
 	if (u->c == NULL) {
@@ -836,7 +845,7 @@ upstream_start(struct ev_loop *loop, struct config *cfg, const char *sid, const 
 	snprintf(u->client, sizeof(u->client), "%s", client);
 	u->cb = cb;
 	u->arg = arg;
-	u->state = UP_RESOLVE;
+	up_enter(u, UP_RESOLVE);
 	/* Start from the loop, so the callback never runs inside upstream_start(). */
 	ev_timer_init(&u->timer, kick, 0., 0.);
 	u->timer.data = u;

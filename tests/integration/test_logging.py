@@ -206,3 +206,12 @@ def test_rset_drops_the_transaction_from_the_log(relay):
         assert c.read_reply().code == 250
     msg, = px.wait_event("message")
     assert (msg["from"], msg["to"], msg["rcpts"]) == ("kept@example.test", "here@example.test", "1")
+
+
+def test_debug_log_shows_each_upstream_preparation_step(upstream, proxy):
+    up = upstream("starttls")
+    px = proxy(up, log={"level": "debug"})
+    deliver(px)
+    steps = [(d["from"], d["to"]) for d in px.wait_event("upstream.state", n=6)]
+    assert steps == [("resolve", "connect"), ("connect", "greeting"), ("greeting", "ehlo"),
+                     ("ehlo", "starttls"), ("starttls", "tls"), ("tls", "ehlo-tls")], steps

@@ -466,6 +466,36 @@ test_cidr_is_private_refuses_public_or_wider_ranges(void **state)
 			fail_msg("\"%s\" should not be private", no[i]);
 }
 
+static void
+test_parse_addr_str_formats_v4_v6_and_unknown(void **state)
+{
+	struct sockaddr_in s4;
+	struct sockaddr_in6 s6;
+	struct sockaddr sa;
+	char out[64], small[8];
+
+	(void)state;
+	memset(&s4, 0, sizeof(s4));
+	s4.sin_family = AF_INET;
+	s4.sin_port = htons(2525);
+	inet_pton(AF_INET, "192.0.2.7", &s4.sin_addr);
+	parse_addr_str((struct sockaddr *)&s4, out, sizeof(out));
+	assert_string_equal(out, "192.0.2.7:2525");
+	memset(&s6, 0, sizeof(s6));
+	s6.sin6_family = AF_INET6;
+	s6.sin6_port = htons(25);
+	inet_pton(AF_INET6, "2001:db8::1", &s6.sin6_addr);
+	parse_addr_str((struct sockaddr *)&s6, out, sizeof(out));
+	assert_string_equal(out, "[2001:db8::1]:25");
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_family = AF_UNIX;
+	parse_addr_str(&sa, out, sizeof(out));
+	assert_string_equal(out, "unknown");
+	/* Cut, never overrun. */
+	parse_addr_str((struct sockaddr *)&s6, small, sizeof(small));
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
 int
 main(void)
 {
@@ -494,6 +524,7 @@ main(void)
 		cmocka_unit_test(test_cidr_match_unknown_family_is_no_match),
 		cmocka_unit_test(test_cidr_is_private_for_private_ranges),
 		cmocka_unit_test(test_cidr_is_private_refuses_public_or_wider_ranges),
+		cmocka_unit_test(test_parse_addr_str_formats_v4_v6_and_unknown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
