@@ -1,3 +1,7 @@
+/*
+ * AUTH PLAIN and LOGIN encoding of the proxy's stored credentials (pure). Owns the
+ * base64 and the wiping of every intermediate copy of a secret.
+ */
 #include <string.h>
 
 #include <openssl/crypto.h>

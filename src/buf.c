@@ -1,3 +1,8 @@
+/*
+ * A bounded byte buffer (pure): append, reserve/commit for zero-copy writes, line
+ * extraction, and a storage that exists only while it holds data. Buffers marked
+ * secret are wiped before their memory is given back.
+ */
 #include <stdlib.h>
 #include <string.h>
 

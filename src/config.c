@@ -1,3 +1,9 @@
+/*
+ * The configuration: inih's lines into an immutable, reference-counted struct config.
+ * Owns the key table (every key, its type, bounds and default), FILE:LINE errors and
+ * warnings, the checks across keys, and loading the files the config names (CA,
+ * password file) so that -t proves them.
+ */
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <arpa/inet.h>
@@ -646,31 +652,38 @@ read_password_file(struct loader *ld)
 	return (0);
 }
 
+/* Listen addresses are numeric and not v4-mapped: caught here, so -t says it with the line. */
 static void
-check(struct loader *ld)
+check_listen(struct loader *ld)
 {
+	static const unsigned char mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
 	struct config *c = ld->c;
-	char name[256], why[512];
-	int upline = ld->section_line[1];
+	int line = ld->seen[key_index("listen")];
+	unsigned char a[16];
 	size_t i;
 
-	c->listen_explicit = ld->seen[key_index("listen")] != 0;
+	c->listen_explicit = line != 0;
 	for (i = 0; i < c->nlisten; i++) {
-		unsigned char a[16];
-		static const unsigned char mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
-
-		/* Caught here rather than at bind time, so -t says it with the line. */
 		if (inet_pton(AF_INET, c->listen[i].host, a) == 1)
 			continue;
 		if (inet_pton(AF_INET6, c->listen[i].host, a) != 1)
-			err_add(ld, ld->seen[key_index("listen")],
-			    "listen %s: not a numeric IPv4 or IPv6 address", c->listen[i].host);
+			err_add(ld, line, "listen %s: not a numeric IPv4 or IPv6 address",
+			    c->listen[i].host);
 		else if (memcmp(a, mapped, 12) == 0)
-			err_add(ld, ld->seen[key_index("listen")],
-			    "listen [%s]: an IPv4-mapped address; write it as IPv4", c->listen[i].host);
+			err_add(ld, line, "listen [%s]: an IPv4-mapped address; write it as IPv4",
+			    c->listen[i].host);
 	}
+}
+
+/* The names: the upstream's (required), its TLS mode and SNI by default, and ours. */
+static void
+check_names(struct loader *ld)
+{
+	struct config *c = ld->c;
+	char name[256];
+
 	if (c->host[0] == '\0')
-		err_add(ld, upline, "[upstream] host is required");
+		err_add(ld, ld->section_line[1], "[upstream] host is required");
 	if (!ld->seen[key_index("tls")])
 		c->tls = c->port == 465 ? UP_TLS_IMPLICIT : UP_TLS_STARTTLS;
 	if (c->server_name[0] == '\0')
@@ -687,10 +700,32 @@ check(struct loader *ld)
 		err_add(ld, ld->seen[key_index("hostname")],
 		    "hostname '%s' is not a fully-qualified name; set hostname in [proxy] "
 		    "to this gateway's DNS name (mail servers reject EHLO localhost)", c->hostname);
-	if (c->username[0] != '\0') {
-		int pline = ld->seen[key_index("password")];
-		int fline = ld->seen[key_index("password_file")];
+}
 
+/* The first public network in allow, or NULL. */
+static const struct cidr *
+public_allow(const struct config *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nallow; i++)
+		if (!cidr_is_private(&c->allow[i]))
+			return (&c->allow[i]);
+	return (NULL);
+}
+
+/* Credentials: complete, read, and never offered to a public network. */
+static void
+check_credentials(struct loader *ld)
+{
+	struct config *c = ld->c;
+	int pline = ld->seen[key_index("password")];
+	int fline = ld->seen[key_index("password_file")];
+	int aline = ld->seen[key_index("allow")];
+	const struct cidr *pub = public_allow(c);
+	char addr[INET6_ADDRSTRLEN];
+
+	if (c->username[0] != '\0') {
 		if (c->password[0] != '\0' && c->password_file[0] != '\0')
 			err_add(ld, fline, "set password or password_file, not both");
 		else if (c->password_file[0] != '\0')
@@ -698,52 +733,51 @@ check(struct loader *ld)
 		else if (c->password[0] == '\0')
 			err_add(ld, ld->seen[key_index("username")],
 			    "username is set but neither password nor password_file");
-		(void)pline;
-		for (i = 0; i < c->nallow; i++) {
-			if (!cidr_is_private(&c->allow[i])) {
-				err_add(ld, ld->seen[key_index("allow")],
-				    "allow has a public network while username is set: anyone "
-				    "there could send mail as %s (open relay)", c->username);
-				break;
-			}
-		}
-	} else {
-		int pline = ld->seen[key_index("password")];
-		int fline = ld->seen[key_index("password_file")];
-
-		if (c->password[0] != '\0' || c->password_file[0] != '\0')
-			err_add(ld, pline ? pline : fline, "password given without username");
-		/* The devices' own AUTH passes through, but many relays trust an address. */
-		for (i = 0; i < c->nallow; i++) {
-			if (!cidr_is_private(&c->allow[i])) {
-				char addr[INET6_ADDRSTRLEN];
-
-				if (inet_ntop(c->allow[i].family, c->allow[i].addr, addr,
-				    sizeof(addr)) == NULL)
-					addr[0] = '\0';
-				warn_add(ld, ld->seen[key_index("allow")], "allow has a public "
-				    "network (%s/%d) and no username: an open relay wherever the "
-				    "upstream trusts this gateway's address", addr, c->allow[i].bits);
-				break;
-			}
-		}
+		if (pub != NULL)
+			err_add(ld, aline, "allow has a public network while username is set: "
+			    "anyone there could send mail as %s (open relay)", c->username);
+		return;
 	}
-	if (ld->nerr == 0) {
-		char key[600];
-		int bad_ciphers;
-
-		snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", c->host, c->port, c->server_name,
-		    c->verify, c->min_tls);
-		c->tls_up = tlsctx_new_client(key, c->ca_file, c->verify, c->min_tls,
-		    c->tls_ciphers, &bad_ciphers, why, sizeof(why));
-		if (c->tls_up == NULL && bad_ciphers)
-			err_add(ld, ld->seen[key_index("tls_ciphers")],
-			    "tls_ciphers '%s': no TLS 1.2 cipher OpenSSL knows matches (%s)",
-			    c->tls_ciphers, why);
-		else if (c->tls_up == NULL)
-			err_add(ld, ld->seen[key_index("ca_file")], "ca_file %s: %s",
-			    c->ca_file[0] ? c->ca_file : "(system store)", why);
+	if (c->password[0] != '\0' || c->password_file[0] != '\0')
+		err_add(ld, pline ? pline : fline, "password given without username");
+	/* The devices' own AUTH passes through, but many relays trust an address. */
+	if (pub != NULL) {
+		if (inet_ntop(pub->family, pub->addr, addr, sizeof(addr)) == NULL)
+			addr[0] = '\0';
+		warn_add(ld, aline, "allow has a public network (%s/%d) and no username: an open "
+		    "relay wherever the upstream trusts this gateway's address", addr, pub->bits);
 	}
+}
+
+/* The TLS context towards the upstream: proves the CA file and the cipher list. */
+static void
+make_tls(struct loader *ld)
+{
+	struct config *c = ld->c;
+	char key[600], why[512];
+	int bad_ciphers;
+
+	snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", c->host, c->port, c->server_name,
+	    c->verify, c->min_tls);
+	c->tls_up = tlsctx_new_client(key, c->ca_file, c->verify, c->min_tls,
+	    c->tls_ciphers, &bad_ciphers, why, sizeof(why));
+	if (c->tls_up == NULL && bad_ciphers)
+		err_add(ld, ld->seen[key_index("tls_ciphers")],
+		    "tls_ciphers '%s': no TLS 1.2 cipher OpenSSL knows matches (%s)",
+		    c->tls_ciphers, why);
+	else if (c->tls_up == NULL)
+		err_add(ld, ld->seen[key_index("ca_file")], "ca_file %s: %s",
+		    c->ca_file[0] ? c->ca_file : "(system store)", why);
+}
+
+static void
+check(struct loader *ld)
+{
+	check_listen(ld);
+	check_names(ld);
+	check_credentials(ld);
+	if (ld->nerr == 0)
+		make_tls(ld);
 }
 
 struct config *

@@ -1,7 +1,14 @@
+/*
+ * One non-blocking socket, plain or TLS, driven by libev (the io layer). Owns connect,
+ * the TLS handshake, buffered reads and writes with OpenSSL's want-read/want-write,
+ * the one function that recomputes the watcher's mask, pause/resume for backpressure,
+ * and delivering events (connected, TLS done, read, drained, error) to its owner.
+ */
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -393,6 +400,8 @@ conn_set_cb(struct conn *c, conn_cb *cb, void *arg)
 int
 conn_start_tls(struct conn *c, SSL *ssl)
 {
+	/* Only an open plain connection turns TLS (after connect or a STARTTLS reply). */
+	assert(c->state == C_OPEN);
 	if (buf_len(&c->in) > 0 || c->ssl != NULL) {
 		SSL_free(ssl);
 		return (-1);
@@ -437,6 +446,7 @@ conn_peek(struct conn *c, size_t *lenp)
 void
 conn_consume(struct conn *c, size_t n)
 {
+	assert(n <= buf_len(&c->in));
 	buf_consume(&c->in, n);
 	update(c);
 }

@@ -1,3 +1,9 @@
+/*
+ * The listening sockets: bind or inherit them (systemd), accept, and the gate in front
+ * of every session (allow list, max_sessions, per-client and upstream limits, login
+ * back-off), each refusal a reply and a session.deny line. Pauses accepting when out
+ * of descriptors.
+ */
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netdb.h>

@@ -1,3 +1,7 @@
+/*
+ * Log lines: levels, key=value text or JSON with one escaping function, session ids,
+ * journald priority prefixes. Owns the only writes to stderr after start-up.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

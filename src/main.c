@@ -490,21 +490,19 @@ on_reload(struct ev_loop *l, ev_signal *w, int revents)
 	(void)l;
 }
 
-int
-main(int argc, char **argv)
+/* The command line: -1 to go on, else the exit code (after -V, -h or a usage error). */
+static int
+options(int argc, char **argv, const char **path, int *check)
 {
-	const char *path = DEFAULT_CONFIG;
-	char errs[8192];
-	int ch, check = 0;
-	struct logline l;
+	int ch;
 
 	while ((ch = getopt(argc, argv, "c:thV")) != -1) {
 		switch (ch) {
 		case 'c':
-			path = optarg;
+			*path = optarg;
 			break;
 		case 't':
-			check = 1;
+			*check = 1;
 			break;
 		case 'V':
 			printf("smtp-tls-proxy %s (%s)\n", VERSION, OpenSSL_version(OPENSSL_VERSION));
@@ -521,6 +519,61 @@ main(int argc, char **argv)
 		usage(stderr);
 		return (2);
 	}
+	return (-1);
+}
+
+static void
+log_start(void)
+{
+	struct logline l;
+
+	log_begin(&l, L_INFO, NULL, "proxy.start");
+	log_str(&l, "version", VERSION);
+	log_str(&l, "config", cfg->path);
+	log_str(&l, "upstream", cfg->host);
+	log_num(&l, "port", cfg->port);
+	log_str(&l, "tls", config_tls_str(cfg->tls));
+	log_str(&l, "verify", cfg->verify ? "yes" : "no");
+	log_str(&l, "auth", cfg->username[0] ? "proxy" : "client");
+	log_num(&l, "workers", nworkers(cfg));
+	log_end(&l);
+}
+
+/* Before the workers exist: a signal from then on is handled, never fatal. */
+static void
+start_signals(void)
+{
+	ev_signal_init(&sig_term, on_stop, SIGTERM);
+	ev_signal_init(&sig_int, on_stop, SIGINT);
+	ev_signal_init(&sig_hup, on_reload, SIGHUP);
+	ev_signal_start(loop, &sig_term);
+	ev_signal_start(loop, &sig_int);
+	ev_signal_start(loop, &sig_hup);
+	ev_timer_init(&restart_timer, on_restart_timer, 1., 0.);
+}
+
+/* Once ready: the STATUS= line and the watchdog. */
+static void
+start_timers(void)
+{
+	ev_timer_init(&status_timer, on_status, 2., 2.);
+	ev_timer_start(loop, &status_timer);
+	if (watchdog_interval > 0) {
+		ev_timer_init(&watchdog_timer, on_watchdog, 0., watchdog_interval);
+		ev_timer_start(loop, &watchdog_timer);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = DEFAULT_CONFIG;
+	char errs[8192];
+	int rc, check = 0;
+	struct logline l;
+
+	if ((rc = options(argc, argv, &path, &check)) >= 0)
+		return (rc);
 	if ((cfg = config_load(path, errs, sizeof(errs))) == NULL) {
 		fputs(errs, stderr);
 		return (1);
@@ -545,33 +598,13 @@ main(int argc, char **argv)
 	main_pid = getpid();
 	if ((listeners = listeners_bind(cfg)) == NULL)
 		return (1);
-	ev_signal_init(&sig_term, on_stop, SIGTERM);
-	ev_signal_init(&sig_int, on_stop, SIGINT);
-	ev_signal_init(&sig_hup, on_reload, SIGHUP);
-	ev_signal_start(loop, &sig_term);
-	ev_signal_start(loop, &sig_int);
-	ev_signal_start(loop, &sig_hup);
-	ev_timer_init(&restart_timer, on_restart_timer, 1., 0.);
-	log_begin(&l, L_INFO, NULL, "proxy.start");
-	log_str(&l, "version", VERSION);
-	log_str(&l, "config", cfg->path);
-	log_str(&l, "upstream", cfg->host);
-	log_num(&l, "port", cfg->port);
-	log_str(&l, "tls", config_tls_str(cfg->tls));
-	log_str(&l, "verify", cfg->verify ? "yes" : "no");
-	log_str(&l, "auth", cfg->username[0] ? "proxy" : "client");
-	log_num(&l, "workers", nworkers(cfg));
-	log_end(&l);
+	start_signals();
+	log_start();
 	spawn_generation();
 	/* Every socket is bound and the config loaded: connections queue until accepted. */
 	notify_send("READY=1");
 	status();
-	ev_timer_init(&status_timer, on_status, 2., 2.);
-	ev_timer_start(loop, &status_timer);
-	if (watchdog_interval > 0) {
-		ev_timer_init(&watchdog_timer, on_watchdog, 0., watchdog_interval);
-		ev_timer_start(loop, &watchdog_timer);
-	}
+	start_timers();
 	ev_run(loop, 0);
 	log_begin(&l, L_INFO, NULL, "proxy.exit");
 	log_num(&l, "sessions", shared_sessions());

@@ -1,3 +1,7 @@
+/*
+ * The systemd notify protocol (READY, RELOADING, STATUS, WATCHDOG), spoken directly
+ * on $NOTIFY_SOCKET without libsystemd.
+ */
 #include <sys/socket.h>
 #include <sys/un.h>
 

@@ -1,3 +1,7 @@
+/*
+ * Value parsers (pure): booleans, bounded integers, comma lists, host:port, CIDR
+ * networks and matching an address against them, and formatting an address back.
+ */
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>

@@ -1,3 +1,7 @@
+/*
+ * Name resolution off the event loop: getaddrinfo() in a short-lived thread that
+ * reports back with ev_async; numeric hosts answered without one, always from the loop.
+ */
 #include <sys/socket.h>
 #include <netdb.h>
 

@@ -1,3 +1,8 @@
+/*
+ * SMTP text (pure): command lines (framing, verbs, MAIL SIZE, paths), replies (strict
+ * parsing of single and multi-line replies, EHLO capabilities) and the EHLO reply the
+ * device gets, rewritten from the upstream's capabilities.
+ */
 #include <ctype.h>
 #include <limits.h>
 #include <stdio.h>

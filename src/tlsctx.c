@@ -1,3 +1,8 @@
+/*
+ * OpenSSL contexts towards the upstream: protocol and cipher policy, verification
+ * (chain, name, no CN fallback), the session cache shared by the workers, and the
+ * handshake report that the tls.handshake line and upstream.fail print.
+ */
 #include <arpa/inet.h>
 
 #include <stdint.h>
