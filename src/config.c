@@ -1,53 +1,32 @@
 /*
  * The configuration: inih's lines into an immutable, reference-counted struct config.
- * Owns the key table (every key, its type, bounds and default), FILE:LINE errors and
- * warnings, the checks across keys, and loading the files the config names (CA,
- * password file) so that -t proves them.
+ * Owns the key table (every key, its type, bounds and default), reading the file the
+ * way inih does (to say FILE:LINE, and what inih does not say: section headers, inline
+ * comments), and FILE:LINE errors and warnings. The checks across keys, and loading the
+ * files the config names, are confcheck.c's.
  */
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <arpa/inet.h>
 
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include <ini.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "config_int.h"
 #include "tlsctx.h"
 
 /* Debian's libinih reads lines into 200 bytes, with room for our newline and NUL. */
 #define CONFIG_LINE_MAX 198
 
-struct loader {
-	struct config	*c;
-	FILE		*f;
-	const char	*path;
-	int		 line;		/* the line inih is looking at */
-	char		*errs;
-	size_t		 errsize, errlen;
-	int		 nerr;
-	size_t		 warnlen;	/* used in c->warnings */
-	int		 seen[64];	/* line each key was set on, 0 = default */
-	int		 section_line[4];	/* line of each section's header */
-	/* The reader's view of the line inih is about to parse (inih tells us neither). */
-	char		 header[50];	/* last [section] header, cut as inih cuts it */
-	int		 header_line;
-	int		 prev_key;	/* a key since that header: indented lines continue it */
-	int		 comment_cut;	/* the value on this line ends at an inline ';' comment */
-	char		 bad_section[50];	/* the unknown section reported last */
-};
 
 typedef const char *(*setter)(struct config *, const char *);
 
@@ -169,10 +148,6 @@ static const char *sections[] = { "proxy", "upstream", "log", "limits" };
 
 static void text_add(char *, size_t, size_t *, const char *, int, const char *, const char *,
     va_list) __attribute__((format(printf, 7, 0)));
-static void err_add(struct loader *, int, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
-static void warn_add(struct loader *, int, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* Append "PATH:LINE: KIND" (or "PATH: KIND"), the message and a newline; cut safely when full. */
 static void
@@ -200,8 +175,8 @@ text_add(char *buf, size_t size, size_t *lenp, const char *path, int line, const
 		*lenp = size;
 }
 
-static void
-err_add(struct loader *ld, int line, const char *fmt, ...)
+void
+config_err(struct loader *ld, int line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -211,9 +186,8 @@ err_add(struct loader *ld, int line, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A value that loads but is probably not what the operator meant: said, never refused. */
-static void
-warn_add(struct loader *ld, int line, const char *fmt, ...)
+void
+config_warn(struct loader *ld, int line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -410,8 +384,8 @@ set_key(struct config *c, const struct key *k, const char *v, char *buf, size_t 
 
 
 
-static int
-has_control(const char *v)
+int
+config_has_control(const char *v)
 {
 	for (; *v != '\0'; v++)
 		if ((unsigned char)*v < 0x20 || *v == 0x7f)
@@ -474,7 +448,7 @@ unknown_section(struct loader *ld, const char *section)
 			best = sections[i];
 		}
 	}
-	err_add(ld, strcmp(section, ld->header) == 0 ? ld->header_line : ld->line,
+	config_err(ld, strcmp(section, ld->header) == 0 ? ld->header_line : ld->line,
 	    "unknown section [%s]%s%s%s", section, best ? " (did you mean [" : "",
 	    best ? best : "", best ? "]?)" : "");
 }
@@ -504,27 +478,27 @@ handler(void *user, const char *section, const char *name, const char *value)
 		if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
 			continue;
 		if (ld->seen[i]) {
-			err_add(ld, ld->line, "%s is already set on line %d", name, ld->seen[i]);
+			config_err(ld, ld->line, "%s is already set on line %d", name, ld->seen[i]);
 			return (1);
 		}
 		ld->seen[i] = ld->line;
-		if (has_control(value)) {
-			err_add(ld, ld->line, "%s: control characters in the value", name);
+		if (config_has_control(value)) {
+			config_err(ld, ld->line, "%s: control characters in the value", name);
 			return (1);
 		}
 		if (is_quoted(value))
-			warn_add(ld, ld->line, "%s: value is quoted; quotes are kept as part of "
+			config_warn(ld, ld->line, "%s: value is quoted; quotes are kept as part of "
 			    "the value", name);
 		if (ld->comment_cut && strcmp(name, "password") == 0)
-			warn_add(ld, ld->line, "password: a ';' after a space or tab starts a "
+			config_warn(ld, ld->line, "password: a ';' after a space or tab starts a "
 			    "comment, so the password was read only up to it; put a password "
 			    "with \" ;\" in it in password_file");
 		if ((why = set_key(ld->c, &keys[i], value, buf, sizeof(buf))) != NULL)
-			err_add(ld, ld->line, "%s = %s: %s", name,
+			config_err(ld, ld->line, "%s = %s: %s", name,
 			    strcmp(name, "password") == 0 ? "********" : value, why);
 		return (1);
 	}
-	err_add(ld, ld->line, "unknown key '%s' in [%s]", name, section);
+	config_err(ld, ld->line, "unknown key '%s' in [%s]", name, section);
 	return (1);
 }
 
@@ -587,7 +561,7 @@ reader(char *str, int num, void *stream)
 	if (n > 0 && line[n - 1] == '\r')
 		line[--n] = '\0';
 	if (n > CONFIG_LINE_MAX || n + 2 > (size_t)num) {
-		err_add(ld, ld->line, "line longer than %d characters", CONFIG_LINE_MAX);
+		config_err(ld, ld->line, "line longer than %d characters", CONFIG_LINE_MAX);
 		line[0] = '\0';
 		n = 0;
 	}
@@ -599,186 +573,17 @@ reader(char *str, int num, void *stream)
 	return (str);
 }
 
-static int
-key_index(const char *name)
+int
+config_key_line(const struct loader *ld, const char *name)
 {
 	size_t i;
 
 	for (i = 0; i < NKEYS; i++)
 		if (strcmp(keys[i].name, name) == 0)
-			return ((int)i);
+			return (ld->seen[i]);
 	return (0);
 }
 
-static int
-read_password_file(struct loader *ld)
-{
-	struct config *c = ld->c;
-	int line = ld->seen[key_index("password_file")];
-	struct stat st;
-	ssize_t n;
-	int fd;
-
-	if ((fd = open(c->password_file, O_RDONLY | O_CLOEXEC)) < 0) {
-		err_add(ld, line, "password_file %s: %s", c->password_file, strerror(errno));
-		return (-1);
-	}
-	if (fstat(fd, &st) == 0 && (st.st_mode & S_IROTH))
-		warn_add(ld, line, "password_file %s is readable by every user of this machine "
-		    "(chmod o-r it, or give it with LoadCredential=)", c->password_file);
-	n = read(fd, c->password, sizeof(c->password));
-	close(fd);
-	if (n < 0) {
-		err_add(ld, line, "password_file %s: %s", c->password_file, strerror(errno));
-		return (-1);
-	}
-	if ((size_t)n == sizeof(c->password)) {
-		OPENSSL_cleanse(c->password, sizeof(c->password));
-		err_add(ld, line, "password_file %s: longer than %zu bytes", c->password_file,
-		    sizeof(c->password) - 1);
-		return (-1);
-	}
-	c->password[n] = '\0';
-	/* One trailing newline is how editors save a one-line file, not part of the secret. */
-	if (n > 0 && c->password[n - 1] == '\n')
-		c->password[--n] = '\0';
-	if (n > 0 && c->password[n - 1] == '\r')
-		c->password[--n] = '\0';
-	if (n == 0 || has_control(c->password)) {
-		err_add(ld, line, "password_file %s: empty, or control characters in it",
-		    c->password_file);
-		return (-1);
-	}
-	return (0);
-}
-
-/* Listen addresses are numeric and not v4-mapped: caught here, so -t says it with the line. */
-static void
-check_listen(struct loader *ld)
-{
-	static const unsigned char mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
-	struct config *c = ld->c;
-	int line = ld->seen[key_index("listen")];
-	unsigned char a[16];
-	size_t i;
-
-	c->listen_explicit = line != 0;
-	for (i = 0; i < c->nlisten; i++) {
-		if (inet_pton(AF_INET, c->listen[i].host, a) == 1)
-			continue;
-		if (inet_pton(AF_INET6, c->listen[i].host, a) != 1)
-			err_add(ld, line, "listen %s: not a numeric IPv4 or IPv6 address",
-			    c->listen[i].host);
-		else if (memcmp(a, mapped, 12) == 0)
-			err_add(ld, line, "listen [%s]: an IPv4-mapped address; write it as IPv4",
-			    c->listen[i].host);
-	}
-}
-
-/* The names: the upstream's (required), its TLS mode and SNI by default, and ours. */
-static void
-check_names(struct loader *ld)
-{
-	struct config *c = ld->c;
-	char name[256];
-
-	if (c->host[0] == '\0')
-		err_add(ld, ld->section_line[1], "[upstream] host is required");
-	if (!ld->seen[key_index("tls")])
-		c->tls = c->port == 465 ? UP_TLS_IMPLICIT : UP_TLS_STARTTLS;
-	if (c->server_name[0] == '\0')
-		snprintf(c->server_name, sizeof(c->server_name), "%s", c->host);
-	if (c->hostname[0] == '\0') {
-		if (gethostname(name, sizeof(name)) != 0)
-			name[0] = '\0';
-		name[sizeof(name) - 1] = '\0';
-		snprintf(c->hostname, sizeof(c->hostname), "%s", name);
-	}
-	/* Relays reject EHLO localhost or a bare label: demand a name they accept. */
-	if (strcasecmp(c->hostname, "localhost") == 0 ||
-	    strncasecmp(c->hostname, "localhost.", 10) == 0 || strchr(c->hostname, '.') == NULL)
-		err_add(ld, ld->seen[key_index("hostname")],
-		    "hostname '%s' is not a fully-qualified name; set hostname in [proxy] "
-		    "to this gateway's DNS name (mail servers reject EHLO localhost)", c->hostname);
-}
-
-/* The first public network in allow, or NULL. */
-static const struct cidr *
-public_allow(const struct config *c)
-{
-	size_t i;
-
-	for (i = 0; i < c->nallow; i++)
-		if (!cidr_is_private(&c->allow[i]))
-			return (&c->allow[i]);
-	return (NULL);
-}
-
-/* Credentials: complete, read, and never offered to a public network. */
-static void
-check_credentials(struct loader *ld)
-{
-	struct config *c = ld->c;
-	int pline = ld->seen[key_index("password")];
-	int fline = ld->seen[key_index("password_file")];
-	int aline = ld->seen[key_index("allow")];
-	const struct cidr *pub = public_allow(c);
-	char addr[INET6_ADDRSTRLEN];
-
-	if (c->username[0] != '\0') {
-		if (c->password[0] != '\0' && c->password_file[0] != '\0')
-			err_add(ld, fline, "set password or password_file, not both");
-		else if (c->password_file[0] != '\0')
-			(void)read_password_file(ld);
-		else if (c->password[0] == '\0')
-			err_add(ld, ld->seen[key_index("username")],
-			    "username is set but neither password nor password_file");
-		if (pub != NULL)
-			err_add(ld, aline, "allow has a public network while username is set: "
-			    "anyone there could send mail as %s (open relay)", c->username);
-		return;
-	}
-	if (c->password[0] != '\0' || c->password_file[0] != '\0')
-		err_add(ld, pline ? pline : fline, "password given without username");
-	/* The devices' own AUTH passes through, but many relays trust an address. */
-	if (pub != NULL) {
-		if (inet_ntop(pub->family, pub->addr, addr, sizeof(addr)) == NULL)
-			addr[0] = '\0';
-		warn_add(ld, aline, "allow has a public network (%s/%d) and no username: an open "
-		    "relay wherever the upstream trusts this gateway's address", addr, pub->bits);
-	}
-}
-
-/* The TLS context towards the upstream: proves the CA file and the cipher list. */
-static void
-make_tls(struct loader *ld)
-{
-	struct config *c = ld->c;
-	char key[600], why[512];
-	int bad_ciphers;
-
-	snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", c->host, c->port, c->server_name,
-	    c->verify, c->min_tls);
-	c->tls_up = tlsctx_new_client(key, c->ca_file, c->verify, c->min_tls,
-	    c->tls_ciphers, &bad_ciphers, why, sizeof(why));
-	if (c->tls_up == NULL && bad_ciphers)
-		err_add(ld, ld->seen[key_index("tls_ciphers")],
-		    "tls_ciphers '%s': no TLS 1.2 cipher OpenSSL knows matches (%s)",
-		    c->tls_ciphers, why);
-	else if (c->tls_up == NULL)
-		err_add(ld, ld->seen[key_index("ca_file")], "ca_file %s: %s",
-		    c->ca_file[0] ? c->ca_file : "(system store)", why);
-}
-
-static void
-check(struct loader *ld)
-{
-	check_listen(ld);
-	check_names(ld);
-	check_credentials(ld);
-	if (ld->nerr == 0)
-		make_tls(ld);
-}
 
 struct config *
 config_load(const char *path, char *errs, size_t errsize)
@@ -804,18 +609,18 @@ config_load(const char *path, char *errs, size_t errsize)
 		if (keys[i].def[0] != '\0' && set_key(c, &keys[i], keys[i].def, NULL, 0) != NULL)
 			abort();	/* a default that does not parse is our bug */
 	if ((ld.f = fopen(path, "r")) == NULL) {
-		err_add(&ld, 0, "%s", strerror(errno));
+		config_err(&ld, 0, "%s", strerror(errno));
 		config_unref(c);
 		return (NULL);
 	}
 	rc = ini_parse_stream(reader, &ld, handler, &ld);
 	fclose(ld.f);
 	if (rc > 0)
-		err_add(&ld, rc, "syntax error (expected [section] or key = value)");
+		config_err(&ld, rc, "syntax error (expected [section] or key = value)");
 	else if (rc < 0)
-		err_add(&ld, 0, "cannot parse");
+		config_err(&ld, 0, "cannot parse");
 	if (ld.nerr == 0)
-		check(&ld);
+		config_check(&ld);
 	if (ld.nerr > 0) {
 		/* After the errors, so the first line is still the first error. */
 		if (ld.errlen < ld.errsize) {
