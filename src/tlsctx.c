@@ -13,6 +13,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "log.h"
 #include "shared.h"
 #include "tlsctx.h"
 
@@ -386,4 +387,47 @@ tlsctx_report(SSL *ssl, struct tls_report *r)
 		*p = '\0';
 	}
 	X509_free(cert);
+}
+
+void
+tlsctx_log_handshake(SSL *ssl, const struct tls_where *w)
+{
+	struct tls_report r;
+	struct logline l;
+	int fs = tlsctx_forward_secret(ssl);
+
+	tlsctx_report(ssl, &r);
+	log_begin(&l, L_INFO, w->sid, "tls.handshake");
+	log_str(&l, "client", w->client);
+	log_str(&l, "upstream", w->upstream);
+	log_str(&l, "addr", w->addr);
+	log_str(&l, "mode", w->mode);
+	log_str(&l, "version", r.version);
+	log_str(&l, "cipher", r.cipher);
+	log_str(&l, "group", r.group);
+	log_str(&l, "subject", r.subject);
+	log_str(&l, "issuer", r.issuer);
+	log_str(&l, "not_after", r.not_after);
+	log_str(&l, "fingerprint", r.fingerprint);
+	log_str(&l, "verify", r.verify);
+	log_str(&l, "sni", w->sni);
+	log_str(&l, "resumed", r.resumed ? "yes" : "no");
+	log_str(&l, "fs", fs ? "yes" : "no");
+	log_num(&l, "ms", w->ms);
+	log_end(&l);
+	if (!fs) {
+		log_begin(&l, L_WARN, w->sid, "tls.no-forward-secrecy");
+		log_str(&l, "upstream", w->host);
+		log_str(&l, "cipher", r.cipher);
+		log_str(&l, "msg", "static RSA key exchange: whoever gets the server's key can "
+		    "decrypt recorded sessions; only tls_ciphers allows such suites");
+		log_end(&l);
+	}
+	if (!w->verify) {
+		log_begin(&l, L_WARN, w->sid, "tls.unverified");
+		log_str(&l, "upstream", w->host);
+		log_str(&l, "verify", r.verify);
+		log_str(&l, "msg", "verify = no: the upstream's identity is not checked");
+		log_end(&l);
+	}
 }

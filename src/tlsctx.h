@@ -77,6 +77,25 @@ SSL *tlsctx_ssl(struct tlsctx *t, const char *server_name, char *err, size_t err
  */
 void tlsctx_report(SSL *ssl, struct tls_report *r);
 
+/* Where a handshake happened, for its log line. */
+struct tls_where {
+	const char	*sid, *client;
+	const char	*upstream;	/* host:port as configured */
+	const char	*host;
+	const char	*addr;		/* the address connected to */
+	const char	*mode;		/* starttls | implicit */
+	const char	*sni;
+	int		 verify;	/* verification was on */
+	long long	 ms;		/* how long the handshake took */
+};
+
+/**
+ * tlsctx_log_handshake(ssl, w):
+ * Log the tls.handshake line for a finished handshake, and at warn
+ * tls.no-forward-secrecy (a static RSA suite) and tls.unverified (verify = no).
+ */
+void tlsctx_log_handshake(SSL *ssl, const struct tls_where *w);
+
 /**
  * tlsctx_peer_sent_text(ssl):
  * 1 if the first bytes the server sent on ${ssl} (made by tlsctx_ssl) were text

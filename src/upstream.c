@@ -22,14 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <openssl/crypto.h>
 
-#include "auth.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "login.h"
 #include "resolve.h"
 #include "smtp.h"
 #include "shared.h"
@@ -41,16 +40,15 @@
 #define UP_OUTCAP	(256 * 1024)
 
 enum up_state {
-	UP_RESOLVE, UP_CONNECT, UP_TLS, UP_GREET, UP_EHLO1, UP_STARTTLS, UP_EHLO2,
-	UP_SEND_PLAIN, UP_SEND_LOGIN, UP_SEND_USER, UP_SEND_PASS, UP_NSTATES
+	UP_RESOLVE, UP_CONNECT, UP_TLS, UP_GREET, UP_EHLO1, UP_STARTTLS, UP_EHLO2, UP_AUTH,
+	UP_NSTATES
 };
 
 /* Indexed by the enum, so a state added without its name fails to build. */
 static const char *const state_names[] = {
 	[UP_RESOLVE] = "resolve", [UP_CONNECT] = "connect", [UP_TLS] = "tls",
 	[UP_GREET] = "greeting", [UP_EHLO1] = "ehlo", [UP_STARTTLS] = "starttls",
-	[UP_EHLO2] = "ehlo-tls", [UP_SEND_PLAIN] = "auth-plain", [UP_SEND_LOGIN] = "auth-login",
-	[UP_SEND_USER] = "auth-user", [UP_SEND_PASS] = "auth-pass",
+	[UP_EHLO2] = "ehlo-tls", [UP_AUTH] = "auth",
 };
 _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == UP_NSTATES,
     "every upstream state has a name");
@@ -72,6 +70,7 @@ struct upstream {
 	ev_timer	 deadline;	/* the whole preparation: connect_timeout */
 	ev_tstamp	 tls_start;
 	struct smtp_caps caps;
+	struct login	 login;		/* in UP_AUTH: where the proxy's own login is */
 	upstream_cb	*cb;
 	void		*arg;
 	int		 depth;		/* nesting of handlers, so the outermost frees */
@@ -160,7 +159,7 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 	log_num(&l, "port", u->cfg->port);
 	if (u->addr[0] != '\0')
 		log_str(&l, "addr", u->addr);
-	log_str(&l, "stage", state_names[u->state]);
+	log_str(&l, "stage", u->state == UP_AUTH ? login_stage(&u->login) : state_names[u->state]);
 	log_str(&l, "reason", reason);
 	log_str(&l, "detail", detail);
 	if (cert != NULL) {
@@ -240,49 +239,20 @@ up_ready(struct upstream *u)
 static void
 log_handshake(struct upstream *u)
 {
-	struct tls_report r;
-	struct logline l;
-	int fs = tlsctx_forward_secret(conn_ssl(u->c));
+	struct tls_where w;
+	char hp[300];
 
-	tlsctx_report(conn_ssl(u->c), &r);
-	log_begin(&l, L_INFO, u->sid, "tls.handshake");
-	log_str(&l, "client", u->client);
-	{
-		char hp[300];
-
-		snprintf(hp, sizeof(hp), "%s:%d", u->cfg->host, u->cfg->port);
-		log_str(&l, "upstream", hp);
-	}
-	log_str(&l, "addr", u->addr);
-	log_str(&l, "mode", config_tls_str(u->cfg->tls));
-	log_str(&l, "version", r.version);
-	log_str(&l, "cipher", r.cipher);
-	log_str(&l, "group", r.group);
-	log_str(&l, "subject", r.subject);
-	log_str(&l, "issuer", r.issuer);
-	log_str(&l, "not_after", r.not_after);
-	log_str(&l, "fingerprint", r.fingerprint);
-	log_str(&l, "verify", r.verify);
-	log_str(&l, "sni", u->cfg->server_name);
-	log_str(&l, "resumed", r.resumed ? "yes" : "no");
-	log_str(&l, "fs", fs ? "yes" : "no");
-	log_num(&l, "ms", (long long)((ev_now(u->loop) - u->tls_start) * 1000 + 0.5));
-	log_end(&l);
-	if (!fs) {
-		log_begin(&l, L_WARN, u->sid, "tls.no-forward-secrecy");
-		log_str(&l, "upstream", u->cfg->host);
-		log_str(&l, "cipher", r.cipher);
-		log_str(&l, "msg", "static RSA key exchange: whoever gets the server's key can "
-		    "decrypt recorded sessions; only tls_ciphers allows such suites");
-		log_end(&l);
-	}
-	if (!u->cfg->verify) {
-		log_begin(&l, L_WARN, u->sid, "tls.unverified");
-		log_str(&l, "upstream", u->cfg->host);
-		log_str(&l, "verify", r.verify);
-		log_str(&l, "msg", "verify = no: the upstream's identity is not checked");
-		log_end(&l);
-	}
+	snprintf(hp, sizeof(hp), "%s:%d", u->cfg->host, u->cfg->port);
+	w.sid = u->sid;
+	w.client = u->client;
+	w.upstream = hp;
+	w.host = u->cfg->host;
+	w.addr = u->addr;
+	w.mode = config_tls_str(u->cfg->tls);
+	w.sni = u->cfg->server_name;
+	w.verify = u->cfg->verify;
+	w.ms = (long long)((ev_now(u->loop) - u->tls_start) * 1000 + 0.5);
+	tlsctx_log_handshake(conn_ssl(u->c), &w);
 }
 
 static void
@@ -319,152 +289,48 @@ send_ehlo(struct upstream *u, enum up_state next)
 static void
 start_auth(struct upstream *u)
 {
-	struct config *cfg = u->cfg;
-	char line[1400];
-	int login;
+	char line[1400], why[300];
 
 	/*
 	 * Sessions that were already on their way when another one's login was refused
 	 * (a burst of devices at power-up) must not try the same password too.
 	 */
-	if (cfg->auth_retry_after > 0 && shared_auth_backoff_left() > 0) {
+	if (u->cfg->auth_retry_after > 0 && shared_auth_backoff_left() > 0) {
 		up_fail(u, "4.7.0", "upstream login refused recently, not retrying yet", "auth",
 		    "auth_retry_after back-off");
 		return;
 	}
-	if (cfg->auth_mechanism == UP_AUTH_LOGIN)
-		login = 1;
-	else if (cfg->auth_mechanism == UP_AUTH_PLAIN)
-		login = 0;
-	else if (u->caps.authmask & SMTP_AUTH_PLAIN)
-		login = 0;
-	else if (u->caps.authmask & SMTP_AUTH_LOGIN)
-		login = 1;	/* e.g. Microsoft 365 */
-	else {
-		up_fail(u, "4.7.0", "upstream offers no usable AUTH mechanism", "auth",
-		    (u->caps.flags & SMTP_CAP_AUTH) ? u->caps.auth : "no AUTH capability");
+	if (login_start(&u->login, u->cfg, &u->caps, line, sizeof(line), why,
+	    sizeof(why)) != 0) {
+		up_fail(u, "4.7.0", "upstream offers no usable AUTH mechanism", "auth", why);
 		return;
 	}
 	conn_secret(u->c, 1);
-	if (login) {
-		up_enter(u, UP_SEND_LOGIN);
-		up_send(u, "AUTH LOGIN\r\n");
-		return;
-	}
-	memcpy(line, "AUTH PLAIN ", 11);
-	if (auth_plain(cfg->username, cfg->password, line + 11, sizeof(line) - 13) != 0) {
-		up_fail(u, "4.7.0", "credentials too long", "auth", "username or password too long");
-		return;
-	}
-	strcat(line, "\r\n");
-	up_enter(u, UP_SEND_PLAIN);
+	up_enter(u, UP_AUTH);
 	up_send(u, line);
 	OPENSSL_cleanse(line, sizeof(line));
 }
 
+/* A reply during the proxy's own login. */
 static void
-send_b64(struct upstream *u, const char *s, enum up_state next)
+auth_reply(struct upstream *u, const char *reply, size_t len, int code)
 {
 	char line[1400];
 
-	if (auth_b64(s, line, sizeof(line) - 2) != 0) {
-		up_fail(u, "4.7.0", "credentials too long", "auth", "username or password too long");
+	switch (login_reply(&u->login, u->cfg, code, line, sizeof(line))) {
+	case LOGIN_NEXT:
+		up_send(u, line);
+		OPENSSL_cleanse(line, sizeof(line));
 		return;
-	}
-	strcat(line, "\r\n");
-	up_enter(u, next);
-	up_send(u, line);
-	OPENSSL_cleanse(line, sizeof(line));
-}
-
-/* Overwrite every occurrence of ${needle} in ${s} (${n} bytes) with '*'. */
-static void
-redact(char *s, size_t n, const char *needle)
-{
-	size_t nl = strlen(needle), i;
-
-	if (nl == 0 || nl > n)
-		return;
-	for (i = 0; i + nl <= n; i++)
-		if (memcmp(s + i, needle, nl) == 0)
-			memset(s + i, '*', nl);
-}
-
-/* A server may quote the AUTH line in its refusal: never log the credentials with it. */
-static void
-redact_secrets(struct upstream *u, char *s, size_t n)
-{
-	char enc[1400];
-	size_t el;
-
-	redact(s, n, u->cfg->password);
-	if (auth_plain(u->cfg->username, u->cfg->password, enc, sizeof(enc)) == 0)
-		redact(s, n, enc);
-	if (auth_b64(u->cfg->password, enc, sizeof(enc)) == 0) {
-		redact(s, n, enc);
-		for (el = strlen(enc); el > 0 && enc[el - 1] == '='; el--)
-			enc[el - 1] = '\0';
-		redact(s, n, enc);
-	}
-	OPENSSL_cleanse(enc, sizeof(enc));
-}
-
-/*
- * Only a 5xx is a verdict on the credentials (535 5.7.8, 534, 530...): the next
- * try with the same password fails the same way and counts toward the provider's
- * lock-out. A 4xx (454 4.7.0 temporary authentication failure) is the provider's
- * own trouble and the next session is the retry it asks for; holding every
- * device off for auth_retry_after would turn its hiccup into our outage.
- */
-static void
-auth_backoff(struct upstream *u, const char *reply, size_t len)
-{
-	char until[32];
-	struct logline l;
-	struct tm tm;
-	time_t t;
-
-	if (len < 1 || reply[0] != '5' || u->cfg->auth_retry_after == 0 ||
-	    !shared_auth_backoff_start((long)u->cfg->auth_retry_after))
-		return;
-	t = time(NULL) + (time_t)u->cfg->auth_retry_after;
-	strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-	log_begin(&l, L_WARN, u->sid, "auth.backoff");
-	log_str(&l, "upstream", u->cfg->host);
-	log_str(&l, "user", u->cfg->username);
-	log_num(&l, "seconds", (long long)u->cfg->auth_retry_after);
-	log_str(&l, "until", until);
-	log_str(&l, "msg", "login refused: devices get 421 without a new try until then, or "
-	    "until a reload (fix the password, then reload)");
-	log_end(&l);
-}
-
-static void
-auth_done(struct upstream *u, const char *reply, size_t len, int ok)
-{
-	char shown[SMTP_REPLY_MAX];
-	size_t n = len >= 2 ? len - 2 : len;
-	struct logline l;
-
-	log_begin(&l, ok ? L_INFO : L_WARN, u->sid, ok ? "auth.ok" : "auth.fail");
-	log_str(&l, "upstream", u->cfg->host);
-	log_str(&l, "user", u->cfg->username);
-	log_str(&l, "mechanism", u->state == UP_SEND_PLAIN ? "PLAIN" : "LOGIN");
-	if (!ok) {
-		if (n > sizeof(shown))
-			n = sizeof(shown);
-		memcpy(shown, reply, n);
-		redact_secrets(u, shown, n);
-		log_strn(&l, "reply", shown, n);
-		OPENSSL_cleanse(shown, n);
-	}
-	log_end(&l);
-	if (ok) {
+	case LOGIN_OK:
+		login_report(&u->login, u->cfg, u->sid, reply, len, 1);
 		up_ready(u);
 		return;
+	case LOGIN_REFUSED:
+		login_report(&u->login, u->cfg, u->sid, reply, len, 0);
+		up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
+		return;
 	}
-	auth_backoff(u, reply, len);
-	up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
 }
 
 /*
@@ -521,20 +387,8 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 		else
 			up_ready(u);
 		return (0);
-	case UP_SEND_PLAIN:
-	case UP_SEND_PASS:
-		auth_done(u, p, len, r->code == 235);
-		return (0);
-	case UP_SEND_LOGIN:
-	case UP_SEND_USER:
-		if (r->code != 334) {
-			auth_done(u, p, len, 0);
-			return (0);
-		}
-		if (u->state == UP_SEND_LOGIN)
-			send_b64(u, u->cfg->username, UP_SEND_USER);
-		else
-			send_b64(u, u->cfg->password, UP_SEND_PASS);
+	case UP_AUTH:
+		auth_reply(u, p, len, r->code);
 		return (0);
 	default:
 		up_fail(u, "4.4.0", "upstream protocol error", "protocol", "unexpected reply");
