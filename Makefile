@@ -41,13 +41,14 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 # Debian packages: build, tests (real TLS, Postfix, swaks, pytest), demo and fuzzers.
 # Installed with --no-install-recommends, so every package a test runs is named here,
 # never left to a Recommends (tests/fresh-machine.sh proves the list on a bare Debian 12):
+#   the default ca_file, /etc/ssl/certs/ca-certificates.crt: ca-certificates;
 #   swaks: libnet-ssleay-perl, libio-socket-ssl-perl (its --tls options);
 #   clang: libclang-rt-dev (the libFuzzer and sanitizer runtimes);
 #   prlimit, unshare, mount: util-linux, mount; man: man-db, groff-base;
 #   systemd-analyze: systemd; postfix, saslpasswd2 and SASL PLAIN/LOGIN: postfix,
 #   sasl2-bin, libsasl2-modules.
 DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev
-DEPS_TEST  := libcmocka-dev python3 python3-pytest python3-cryptography \
+DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-cryptography \
               swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
               postfix sasl2-bin libsasl2-modules clang libclang-rt-dev valgrind \
               iproute2 util-linux mount systemd groff-base man-db strace

@@ -184,8 +184,9 @@ cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
 
 if [ "$fresh_base" = 1 ]; then
     # What a freshly installed machine has: the updates suites next to the release.
-    sec=$(grep -rhoE 'https?://[^ ]*debian-security[^ ]*' /etc/apt/sources.list \
-          /etc/apt/sources.list.d/ 2>/dev/null | head -n 1 || true)
+    sec=$(grep -rhE '^[^#]*https?://[^ ]*debian-security' /etc/apt/sources.list \
+          /etc/apt/sources.list.d/ 2>/dev/null | grep -oE 'https?://[^ ]*debian-security[^ ]*' |
+          head -n 1 || true)
     {
         echo "deb $MIRROR $SUITE main"
         echo "deb $MIRROR $SUITE-updates main"
