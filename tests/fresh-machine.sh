@@ -134,6 +134,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
+# Long steps run in the background: sh runs a trap only once the foreground command is done,
+# and a TERM should stop the run now, not after the suite.
+bg() { "$@" & wait $!; }
+
 in_root() {
     chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive "$@" </dev/null
@@ -174,7 +178,7 @@ if [ -n "$CACHE" ] && [ -s "$CACHE" ] && [ "${FRESH_REFRESH:-0}" != 1 ]; then
     tar -C "$ROOT" -xpf "$CACHE"
 else
     say "debootstrap --variant=minbase $SUITE from $MIRROR (a few minutes)"
-    timeout 1800 debootstrap --variant=minbase "$SUITE" "$ROOT" "$MIRROR" \
+    bg timeout 1800 debootstrap --variant=minbase "$SUITE" "$ROOT" "$MIRROR" \
         >"$WORK/debootstrap.log" 2>&1 ||
         { tail -n 30 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
     fresh_base=1
@@ -193,8 +197,8 @@ if [ "$fresh_base" = 1 ]; then
         [ -z "$sec" ] || echo "deb $sec $SUITE-security main"
     } >"$ROOT/etc/apt/sources.list"
     say "installing $BASE_PKGS"
-    { in_root timeout 600 apt-get update -qq &&
-      in_root timeout 1200 apt-get install -y -qq --no-install-recommends $BASE_PKGS; } \
+    { bg in_root timeout 600 apt-get update -qq &&
+      bg in_root timeout 1200 apt-get install -y -qq --no-install-recommends $BASE_PKGS; } \
         >"$WORK/base.log" 2>&1 ||
         { tail -n 30 "$WORK/base.log" >&2; die "installing $BASE_PKGS failed"; }
     in_root apt-get clean
@@ -223,7 +227,7 @@ git -C "$ROOT/root/smtp-tls-proxy" -c advice.detachedHead=false checkout -q "$CO
 say "running '$TARGET' inside (bounded by $TIMEOUT)"
 started=$(date +%s)
 set +e
-in_root timeout -k 60 "$TIMEOUT" env CI=true sh -c "cd /root/smtp-tls-proxy && $TARGET" 2>&1
+bg in_root timeout -k 60 "$TIMEOUT" env CI=true sh -c "cd /root/smtp-tls-proxy && $TARGET" 2>&1
 rc=$?
 set -e
 say "'$TARGET' exited $rc after $(( ($(date +%s) - started) / 60 )) min (commit $COMMIT)"
