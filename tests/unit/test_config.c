@@ -280,7 +280,7 @@ test_config_bad_values_with_line(void **state)
 		{ "allow = 10.1.2.3/8", "proxy", "allow = 10.1.2.3/8: expected addr or addr/bits" },
 		{ "allow = 1.2.3.4/33", "proxy", "expected addr or addr/bits" },
 		{ "allow = 10.0.0.0/8,,", "proxy", "expected a comma-separated list" },
-		{ "bare_newline = fix", "proxy", "expected normalize or reject" },
+		{ "bare_newline = fix", "proxy", "expected normalize, reject or accept" },
 		{ "port = 0", "upstream", "port = 0: expected a port, 1..65535" },
 		{ "port = 65536", "upstream", "expected a port" },
 		{ "tls = ssl", "upstream", "expected starttls or implicit" },
