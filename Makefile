@@ -6,6 +6,8 @@
 #   make check        every suite once, on this build (SANITIZE=1 for ASan+UBSan)
 #   make demo         build and show one message going through a local TLS server
 #   make SANITIZE=1   ASan + UBSan build (objects in build/san/)
+#   make fresh-check  `make test` in a new Debian 12 chroot from a clean clone of HEAD
+#                     (root; tests/fresh-machine.sh: proves DEPS_* name every package)
 
 CC       ?= cc
 PYTHON   ?= /usr/bin/python3
@@ -36,14 +38,23 @@ BIN      := $(BUILD)/smtp-tls-proxy
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-# Debian packages: build, tests (real TLS, Postfix, swaks, pytest) and demo.
+# Debian packages: build, tests (real TLS, Postfix, swaks, pytest), demo and fuzzers.
+# Installed with --no-install-recommends, so every package a test runs is named here,
+# never left to a Recommends (tests/fresh-machine.sh proves the list on a bare Debian 12):
+#   the default ca_file, /etc/ssl/certs/ca-certificates.crt: ca-certificates;
+#   swaks: libnet-ssleay-perl, libio-socket-ssl-perl (its --tls options);
+#   clang: libclang-rt-dev (the libFuzzer and sanitizer runtimes);
+#   prlimit, unshare, mount: util-linux, mount; man: man-db, groff-base;
+#   systemd-analyze: systemd; postfix, saslpasswd2 and SASL PLAIN/LOGIN: postfix,
+#   sasl2-bin, libsasl2-modules.
 DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev
-DEPS_TEST  := libcmocka-dev python3 python3-pytest python3-cryptography swaks openssl \
-              postfix sasl2-bin libsasl2-modules clang valgrind iproute2 systemd groff-base \
-              strace man-db
+DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-cryptography \
+              swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
+              postfix sasl2-bin libsasl2-modules clang libclang-rt-dev valgrind \
+              iproute2 util-linux mount systemd groff-base man-db strace
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test check unit integration adversarial service e2e valgrind demo clean
+.PHONY: all deps test check unit integration adversarial service e2e valgrind demo clean fresh-check
 FUZZ_SMOKE ?= 20
 
 all: $(BIN)
@@ -123,6 +134,10 @@ demo: deps
 
 clean:
 	rm -rf build
+
+# Slow (debootstrap, every package, the whole suite): not part of `make test`.
+fresh-check:
+	$(SUDO) sh tests/fresh-machine.sh $(CURDIR)
 
 # Fragments: install/uninstall, fuzzers.
 -include mk/install.mk

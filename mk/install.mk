@@ -9,8 +9,8 @@
 # never writes into the package manager's /usr/lib (or /lib) tree and uninstalls cleanly;
 # with PREFIX=/usr it is the distribution's own directory. Override it for other prefixes.
 #
-# The units in systemd/ name the default paths; they are installed through sed so they
-# always name the paths actually installed to.
+# The units in systemd/ and the man pages name the default paths; they are installed
+# through sed so they always name the paths actually installed to (PREFIX=/usr included).
 
 PREFIX     ?= /usr/local
 SYSCONFDIR ?= /etc
@@ -27,6 +27,7 @@ INSTALL_BIN ?= build/smtp-tls-proxy
 UNIT_SED := -e 's|/usr/local/sbin/|$(SBINDIR)/|g' \
             -e 's|/etc/smtp-tls-proxy/|$(CONFDIR)/|g' \
             -e 's|/usr/local/share/doc/smtp-tls-proxy/|$(DOCDIR)/|g'
+MAN_SED  := $(UNIT_SED) -e 's|/usr/local/lib/systemd/system/|$(UNITDIR)/|g'
 
 # Complete configurations (Gmail, Microsoft 365, ...) beside the systemd drop-ins.
 EXAMPLE_CONFS := $(wildcard conf/examples/*.ini)
@@ -64,8 +65,12 @@ install: $(INSTALL_BIN)
 	sed $(UNIT_SED) systemd/smtp-tls-proxy.socket > $(DESTDIR)$(UNITDIR)/smtp-tls-proxy.socket.tmp
 	mv $(DESTDIR)$(UNITDIR)/smtp-tls-proxy.socket.tmp $(DESTDIR)$(UNITDIR)/smtp-tls-proxy.socket
 	chmod 0644 $(DESTDIR)$(UNITDIR)/smtp-tls-proxy.socket
-	$(INSTALL) -m 0644 man/smtp-tls-proxy.8 $(DESTDIR)$(MANDIR)/man8/smtp-tls-proxy.8
-	$(INSTALL) -m 0644 man/smtp-tls-proxy.ini.5 $(DESTDIR)$(MANDIR)/man5/smtp-tls-proxy.ini.5
+	sed $(MAN_SED) man/smtp-tls-proxy.8 > $(DESTDIR)$(MANDIR)/man8/smtp-tls-proxy.8.tmp
+	mv $(DESTDIR)$(MANDIR)/man8/smtp-tls-proxy.8.tmp $(DESTDIR)$(MANDIR)/man8/smtp-tls-proxy.8
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/smtp-tls-proxy.8
+	sed $(MAN_SED) man/smtp-tls-proxy.ini.5 > $(DESTDIR)$(MANDIR)/man5/smtp-tls-proxy.ini.5.tmp
+	mv $(DESTDIR)$(MANDIR)/man5/smtp-tls-proxy.ini.5.tmp $(DESTDIR)$(MANDIR)/man5/smtp-tls-proxy.ini.5
+	chmod 0644 $(DESTDIR)$(MANDIR)/man5/smtp-tls-proxy.ini.5
 	$(INSTALL) -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	$(INSTALL) -m 0644 conf/smtp-tls-proxy.ini $(DESTDIR)$(DOCDIR)/smtp-tls-proxy.ini
 	$(INSTALL) -m 0644 systemd/examples/socket-activation.conf systemd/examples/credentials.conf \

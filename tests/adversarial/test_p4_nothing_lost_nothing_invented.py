@@ -129,7 +129,7 @@ def test_silent_upstream_at_a_step_gives_4xx_within_the_timeout(upstream, proxy,
     t0 = time.monotonic()
     step, r, rest = drive(px)
     assert step == stage and r.code == 451 and r.lines[0].startswith("4.4.1"), (step, r)
-    assert time.monotonic() - t0 < 6
+    assert time.monotonic() - t0 < 15          # 1 s timeout; the upstream stalls for good
     assert [x.code for x in rest] in ([421], [421, 221]), rest
 
 

@@ -2,6 +2,8 @@
 import os
 import socket
 import stat
+import subprocess
+import tempfile
 
 import pytest
 
@@ -18,7 +20,22 @@ def _ipv6_loopback():
         return False
 
 
+def _private_hosts_file():
+    """1 if this machine lets a process see its own /etc/hosts (unshare -m, then a bind mount):
+    containers and chroots usually cannot make a mount namespace."""
+    with tempfile.NamedTemporaryFile("w", suffix=".hosts") as f:
+        try:
+            p = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts', f.name],
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return 0
+        return 1 if p.returncode == 0 else 0
+
+
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+@pytest.mark.skipif(not _private_hosts_file(),
+                    reason="cannot give the proxy its own /etc/hosts here: `unshare -m` + "
+                           "`mount --bind` fail (a container or chroot without CAP_SYS_ADMIN)")
 def test_upstream_name_resolves_and_next_address_is_tried(upstream, proxy, tmp_path, monkeypatch):
     """multi.test resolves to a dead address first: the proxy moves on to the live one."""
     up = upstream("starttls")

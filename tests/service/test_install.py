@@ -100,6 +100,26 @@ def test_install_with_prefix_usr_rewrites_unit_paths(tmp_path):
     assert files(dest) == {CONF: 0o644}
 
 
+def test_install_with_prefix_usr_rewrites_man_page_paths(tmp_path):
+    """The man pages name the paths installed to, not the default /usr/local ones."""
+    dest = str(tmp_path / "root")
+    make("install", "DESTDIR=" + dest, "PREFIX=/usr", "SYSCONFDIR=/etc")
+    man8 = open(os.path.join(dest, "usr/share/man/man8/smtp-tls-proxy.8")).read()
+    man5 = open(os.path.join(dest, "usr/share/man/man5/smtp-tls-proxy.ini.5")).read()
+    assert "/usr/local" not in man8 and "/usr/local" not in man5
+    for path in ("/usr/sbin/smtp-tls-proxy", "/usr/lib/systemd/system/smtp-tls-proxy.service",
+                 "/usr/share/doc/smtp-tls-proxy/examples/",
+                 "/etc/smtp-tls-proxy/smtp-tls-proxy.ini"):
+        assert ".It Pa %s\n" % path in man8, path
+    assert ".It Pa /usr/share/doc/smtp-tls-proxy/smtp-tls-proxy.ini\n" in man5
+    # And SYSCONFDIR reaches them too.
+    dest2 = str(tmp_path / "root2")
+    make("install", "DESTDIR=" + dest2, "SYSCONFDIR=/opt/etc")
+    man8 = open(os.path.join(dest2, "usr/local/share/man/man8/smtp-tls-proxy.8")).read()
+    assert "/opt/etc/smtp-tls-proxy/smtp-tls-proxy.ini" in man8
+    assert not re.search(r"(?<!/opt)/etc/smtp-tls-proxy/", man8)
+
+
 @pytest.mark.parametrize("page", ["man8/smtp-tls-proxy.8", "man5/smtp-tls-proxy.ini.5"])
 def test_installed_man_pages_render_without_warnings(tmp_path, page):
     dest = str(tmp_path / "root")

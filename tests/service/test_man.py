@@ -119,3 +119,32 @@ def test_man_pages_name_the_installed_paths():
     unit = read(os.path.join(REPO, "systemd", "smtp-tls-proxy.service"))
     for ref in re.findall(r"man:([\w.-]+)\((\d)\)", unit):
         assert os.path.exists(os.path.join(REPO, "man", "%s.%s" % ref)), ref
+
+
+def _nested_quotes(text):
+    """Lines of rendered text where a quote opens inside another of the same kind."""
+    bad = []
+    for line in text.splitlines():
+        for op, cl in (("\u2018", "\u2019"), ("\u201c", "\u201d")):
+            depth = 0
+            for ch in line:
+                if ch == op:
+                    depth += 1
+                    if depth > 1:
+                        bad.append(line.strip())
+                        break
+                elif ch == cl:
+                    depth = max(depth - 1, 0)
+    return bad
+
+
+@pytest.mark.parametrize("page", [MAN8, MAN5], ids=["8", "5"])
+def test_man_page_quotes_are_not_nested_when_rendered(page):
+    """groff's mdoc Ql does not end at the next macro on its line: `.Ql a , Ql b` renders as
+    ‘a, ‘b’’. The rendered page must show each quoted literal closed on its own."""
+    g = subprocess.run(["groff", "-mdoc", "-Tutf8", "-P-cbou", page], capture_output=True,
+                       text=True, timeout=30, env=dict(os.environ, LC_ALL="C.UTF-8"))
+    assert g.returncode == 0, g.stderr
+    assert "\u2018" in g.stdout, "no quoted literal rendered at all: is this the UTF-8 output?"
+    bad = _nested_quotes(g.stdout)
+    assert not bad, bad
