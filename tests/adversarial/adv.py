@@ -5,7 +5,6 @@ assertions ("nothing left for the upstream", "421 greeting", ...).
 Everything here is bounded in time; nothing here talks to anything but loopback.
 """
 import base64
-import importlib.util
 import os
 import re
 import select
@@ -23,25 +22,12 @@ import upstream as upstream_mod  # noqa: E402
 from smtpwire import Client  # noqa: E402
 
 
-def _load_integration_conftest():
-    """tests/integration/conftest.py under its own module name (both files are 'conftest')."""
-    name = "integration_conftest"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(REPO, "tests", "integration", "conftest.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from daemon import PROXY_BIN, free_port  # noqa: E402,F401
+from daemon import Proxy as _Proxy  # noqa: E402
+from daemon import sections as _sections  # noqa: E402
+from proxylog import CRASH_MARKERS, parse_log_line, render_ini  # noqa: E402,F401
 
-
-ic = _load_integration_conftest()
-PROXY_BIN = ic.PROXY_BIN
 USER, PASSWORD = upstream_mod.DEFAULT_USER, upstream_mod.DEFAULT_PASSWORD
-CRASH_MARKERS = ic.CRASH_MARKERS
-parse_log_line = ic.parse_log_line
-render_ini = ic.render_ini
 
 # ---- suite-wide record (promise 3) ----------------------------------------------------------
 
@@ -229,13 +215,6 @@ def wait_for(pred, timeout=10, step=0.02):
         time.sleep(step)
 
 
-def free_port(host="127.0.0.1"):
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam)
-    s.bind((host, 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def listening_sockets(pids):
@@ -293,72 +272,17 @@ def proc_rss_kb(pid):
 
 # ---- the daemon -----------------------------------------------------------------------------
 
-class Proxy(ic.Proxy):
-    def start(self):
-        with open(self.conf) as f:
-            text = f.read()
-        want = 1
-        for line in text.splitlines():
-            if line.startswith("listen ="):
-                want = len([a for a in line.split("=", 1)[1].split(",") if a.strip()])
-        with open(self.errfile, "wb") as err:
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=err,
-                                         stderr=err, **self.popen_kw)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            ls = [d for d in self.events("proxy.listen") if "addr" in d]
-            if len(ls) >= want:
-                self.addrs = [d["addr"] for d in ls]
-                self.port = int(self.addrs[0].rsplit(":", 1)[1])
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.stop()
-        raise AssertionError("proxy did not listen:\n" + self.stderr())
+class Proxy(_Proxy):
+    """tests/lib/daemon.py's, with clients that record what they receive."""
+    client_class = AClient
 
-    popen_kw = {}
 
-    def argv(self):
-        return [PROXY_BIN, "-c", self.conf]
-
-    def port_of(self, host):
-        for a in self.addrs:
-            h, p = a.rsplit(":", 1)
-            if h.strip("[]") == host:
-                return int(p)
-        raise KeyError(host)
-
-    def client(self, timeout=10, host="127.0.0.1", source=None, port=None, rcvbuf=None):
-        return AClient(port or (self.port if host == "127.0.0.1" else self.port_of(host)),
-                       host=host, timeout=timeout, source=source, rcvbuf=rcvbuf)
-
-    def worker_pids(self, timeout=10):
-        n = int(self.workers) if str(getattr(self, "workers", "1")).isdigit() else 1
-        got = wait_for(lambda: len(self.events("worker.start")) >= n, timeout)
-        assert got, "workers did not start:\n" + self.stderr()
-        return [int(d["pid"]) for d in self.events("worker.start")]
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+# This suite's defaults: one worker, and debug level so that every line the proxy can write
+# is searched for credentials.
+DEFAULTS = {"proxy": {"max_sessions": "1000", "bare_newline": "normalize", "workers": "1"},
+            "upstream": {"min_tls": "1.2"}, "log": {"level": "debug"}}
 
 
 def sections(certs, up=None, proxy=None, upstream=None, log=None, limits=None):
-    s = {
-        "proxy": {"listen": "127.0.0.1:0", "hostname": "proxy.test",
-                  "allow": "127.0.0.0/8, ::1/128", "max_sessions": "1000",
-                  "timeout": "10", "bare_newline": "normalize", "workers": "1"},
-        "upstream": {"host": "127.0.0.1", "port": str(up.port) if up else "1",
-                     "tls": up.mode if up else "starttls", "server_name": "mail.test",
-                     "verify": "yes", "ca_file": certs["ca"][0], "min_tls": "1.2"},
-        "limits": {},
-        "log": {"level": "debug", "format": "text"},
-    }
-    for name, over in (("proxy", proxy), ("upstream", upstream), ("log", log),
-                       ("limits", limits)):
-        s[name].update(over or {})
-    if not s["limits"]:
-        del s["limits"]
-    return s
-
-
+    return _sections(certs, up, DEFAULTS, proxy=proxy, upstream=upstream, log=log,
+                     limits=limits)

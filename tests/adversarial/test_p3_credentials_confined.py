@@ -3,8 +3,8 @@
 The proxy's own password goes nowhere but into a verified TLS session, and neither it nor a
 device's password ever shows up in a log line or a reply. The suite-wide part of this promise
 is checked over the WHOLE adversarial run: every proxy's stderr and every byte every client
-received are recorded (conftest.py) and test_zz_* / the session-finish hook look for the
-password and its base64 forms in them. The tests here make sure there is plenty to look at:
+received are recorded (conftest.py) and the session-finish hook looks for the password and
+its base64 forms in them, after every test, whatever their order. The tests here make sure there is plenty to look at:
 debug logging, both mechanisms, failures, JSON logs.
 """
 import os
@@ -12,7 +12,7 @@ import os
 import pytest
 
 from adv import (PASSWORD, USER, assert_upstream_got_nothing_of_the_client, b64,
-                 expect_421_greeting, find_secrets, wait_upstream_fail)
+                 expect_421_greeting, find_secrets, secret_forms, wait_upstream_fail)
 
 PLAIN_IR = b64(b"\0" + USER.encode() + b"\0" + PASSWORD.encode())
 
@@ -161,3 +161,18 @@ def test_config_check_output_never_shows_the_password(tmp_path, proxy, certs):
     for o in outs:
         record_log(o)
     assert find_secrets(outs) == [], outs
+
+
+def test_suite_wide_leak_check_finds_every_form_of_the_password():
+    """The session-finish check (conftest.py) is only as good as its detector: each form the
+    password can leak in is found, in text and in bytes, and clean text gives nothing."""
+    forms = secret_forms()
+    assert len(forms) >= 4
+    leaks = ["reply=\"535 " + PASSWORD + "\"",
+             "line=\"AUTH PLAIN " + b64(b"\0" + USER.encode() + b"\0" + PASSWORD.encode()) + "\"",
+             "334 " + b64(PASSWORD.encode()),
+             "x" + b64(b"\0\0" + PASSWORD.encode())[4:]]
+    for leak in leaks:
+        assert find_secrets([leak]), leak
+        assert find_secrets([leak.encode("latin-1")]), leak
+    assert find_secrets(["event=auth.ok user=%s mechanism=PLAIN masked=yes" % USER]) == []

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from adv import (EARLY, PROXY_BIN, listening_sockets, render_ini, wait_for)
+from daemon import free_port
 from adv import Proxy, sections
 
 
@@ -138,7 +139,7 @@ def test_daemon_listens_only_on_the_configured_addresses(upstream, proxy):
 def test_v4_mapped_listen_address_is_not_silently_widened(tmp_path, certs):
     """listen = [::ffff:127.0.0.1]:port asks for an IPv4 address through IPv6: the daemon
     either listens exactly there or refuses to start; it never listens on more."""
-    port = _free_port()
+    port = free_port()
     s = sections(certs, None, proxy={"listen": "[::ffff:127.0.0.1]:%d" % port},
                  upstream={"port": "587"})
     path = tmp_path / "m.ini"
@@ -163,12 +164,6 @@ def test_v4_mapped_listen_address_is_not_silently_widened(tmp_path, certs):
         record_log(out)
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _children(pid):

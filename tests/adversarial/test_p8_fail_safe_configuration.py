@@ -12,15 +12,10 @@ import time
 import pytest
 
 from adv import PASSWORD, PROXY_BIN, USER, record_log, render_ini
+from daemon import free_port
 from adv import sections
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _line_of(text, section, key):
@@ -82,7 +77,7 @@ def _certs(certs):
 
 @pytest.mark.parametrize("over,where", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_unsafe_configuration_is_refused_by_check_and_by_the_daemon(tmp_path, over, where):
-    port = _free_port()
+    port = free_port()
     path, text = _write(tmp_path, over, port, "bad")
     p = subprocess.run([PROXY_BIN, "-t", "-c", path], capture_output=True, text=True,
                        timeout=10)
@@ -133,7 +128,7 @@ def test_unusable_password_file_is_refused(tmp_path, content):
     pw.write_text(content)
     os.chmod(pw, 0o600)
     path, text = _write(tmp_path, {"upstream": {"username": USER, "password_file": str(pw)}},
-                        _free_port(), "pwf")
+                        free_port(), "pwf")
     p = subprocess.run([PROXY_BIN, "-t", "-c", path], capture_output=True, text=True,
                        timeout=10)
     out = p.stdout + p.stderr

@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 import postfix as postfix_mod  # noqa: E402
 import testca  # noqa: E402
 
-PROXY_BIN = os.environ.get("PROXY_BIN") or os.path.join(REPO, "build", "smtp-tls-proxy")
+from daemon import PROXY_BIN, proxy_factory  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
@@ -57,75 +57,16 @@ def postfix(pki):
             assert not left, "Postfix processes survived stop: %s" % left
 
 
-class Proxy:
-    """The daemon under test, started from an ini, stopped by the finalizer."""
-
-    def __init__(self, workdir, upstream):
-        self.ini = os.path.join(workdir, "proxy.ini")
-        lines = ["[proxy]", "listen = 127.0.0.1:0", "hostname = proxy.test",
-                 "allow = 127.0.0.0/8", "[upstream]"]
-        lines += ["%s = %s" % kv for kv in upstream.items() if kv[1] is not None]
-        lines += ["[log]", "level = debug", ""]
-        with open(self.ini, "w") as f:
-            f.write("\n".join(lines))
-        self.lines = []
-        self.proc = None
-        self.port = None
-
-    def start(self, timeout=10):
-        if not os.access(PROXY_BIN, os.X_OK):
-            pytest.fail("proxy binary %s not found: build it (make) or set PROXY_BIN"
-                        % PROXY_BIN, pytrace=False)
-        self.proc = subprocess.Popen([PROXY_BIN, "-c", self.ini], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, errors="replace")
-        # A reader thread keeps the stderr pipe drained for the whole test.
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                m = re.search(r"event=proxy\.listen\b.*\baddr=127\.0\.0\.1:(\d+)", line)
-                if m:
-                    self.port = int(m.group(1))
-                    return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError("proxy did not log event=proxy.listen within %ss "
-                             "(exit %s):\n%s" % (timeout, self.proc.poll(), self.log()))
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def log(self):
-        return "\n".join(self.lines)
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.reader.join(5)  # EOF follows the exit; then the pipe can go
-        self.proc.stderr.close()
-
-
 @pytest.fixture
 def start_proxy(tmp_path):
-    """start_proxy(key=value, ...) -> running Proxy; [upstream] keys, None drops one."""
-    started = []
+    """start_proxy(key=value, ...) -> running Proxy (tests/lib/daemon.py); [upstream] keys,
+    None drops one. At teardown each must exit 0 with no crash report."""
+    def build(up, **upstream):
+        return {"proxy": {"listen": "127.0.0.1:0", "hostname": "proxy.test",
+                          "allow": "127.0.0.0/8"},
+                "upstream": upstream, "log": {"level": "debug"}}
 
-    def start(**upstream):
-        p = Proxy(str(tmp_path), upstream)
-        started.append(p)
-        return p.start()
-
-    yield start
-    for p in started:
-        p.stop()
+    factory = proxy_factory(tmp_path, build)
+    make = next(factory)
+    yield lambda **upstream: make(None, **upstream)
+    next(factory, None)

@@ -19,6 +19,8 @@ import socket
 import subprocess
 import time
 
+from daemon import free_ports
+
 POSTFIX = "/usr/sbin/postfix"
 POSTCONF = "/usr/sbin/postconf"
 MASTER = "/usr/lib/postfix/sbin/master"
@@ -52,19 +54,6 @@ def check_prerequisites():
     return None
 
 
-def free_ports(n):
-    """Pick n distinct free loopback ports.  Racy by nature, but master binds
-    them a moment later and nothing else on a test box competes for them."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def live_processes(pgid):

@@ -99,8 +99,8 @@ def test_proxy_with_its_own_credentials(postfix, pki, start_proxy, tls):
     proxy = start_proxy(**upstream_conf(postfix, pki, tls))
     marker = new_marker()
     r = swaks(proxy.port, marker)  # no --tls, no --auth: a legacy device
-    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()
-    msg = delivered(postfix, marker, r.stdout + proxy.log())
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.stderr()
+    msg = delivered(postfix, marker, r.stdout + proxy.stderr())
     assert "body " + marker in msg
     check_tls_and_auth(postfix, msg)
 
@@ -111,8 +111,8 @@ def test_proxy_passes_client_auth_through(postfix, pki, start_proxy, mechanism):
     marker = new_marker()
     r = swaks(proxy.port, marker, "--auth", mechanism,
               "--auth-user", postfix.user, "--auth-password", postfix.password)
-    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()
-    check_tls_and_auth(postfix, delivered(postfix, marker, r.stdout + proxy.log()),
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.stderr()
+    check_tls_and_auth(postfix, delivered(postfix, marker, r.stdout + proxy.stderr()),
                        mechanism)
 
 
@@ -121,10 +121,10 @@ def test_proxy_wrong_password_gives_421_and_delivers_nothing(postfix, pki, start
     proxy = start_proxy(**upstream_conf(postfix, pki, "starttls", password="wrong-pass"))
     marker = new_marker()
     r = swaks(proxy.port, marker)
-    assert r.returncode != 0, r.stdout + proxy.log()
+    assert r.returncode != 0, r.stdout + proxy.stderr()
     # The greeting itself is the 421: the proxy authenticates before it.
     first_reply = re.search(r"^<\S*\s+(\d{3})", r.stdout, re.M)
-    assert first_reply and first_reply.group(1) == "421", r.stdout + proxy.log()
+    assert first_reply and first_reply.group(1) == "421", r.stdout + proxy.stderr()
     # Postfix saw (and rejected) the proxy's AUTH; the session is over by then.
     assert wait_until(lambda: postfix.log().count("authentication failed") > failures), \
         postfix.log_tail()
@@ -138,7 +138,7 @@ def test_proxy_refuses_postfix_under_a_name_its_cert_lacks(postfix, pki, start_p
     marker = new_marker()
     r = swaks(proxy.port, marker)
     first_reply = re.search(r"^<\S*\s+(\d{3})", r.stdout, re.M)
-    assert first_reply and first_reply.group(1) == "421", r.stdout + proxy.log()
+    assert first_reply and first_reply.group(1) == "421", r.stdout + proxy.stderr()
     assert postfix.find_message(marker) is None
 
 

@@ -4,16 +4,16 @@ import socket
 import stat
 import time
 
-import conftest
+import daemon
 
 
 def test_out_of_descriptors_pauses_accepting_and_recovers(upstream, proxy, tmp_path, monkeypatch):
     up = upstream("starttls")
     wrapper = tmp_path / "proxy-low-nofile"
     # A hard limit of 40: the daemon cannot raise it, so the warning must come.
-    wrapper.write_text("#!/bin/sh\nexec prlimit --nofile=40:40 \"%s\" \"$@\"\n" % conftest.PROXY_BIN)
+    wrapper.write_text("#!/bin/sh\nexec prlimit --nofile=40:40 \"%s\" \"$@\"\n" % daemon.PROXY_BIN)
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setattr(conftest, "PROXY_BIN", str(wrapper))
+    monkeypatch.setattr(daemon, "PROXY_BIN", str(wrapper))
     px = proxy(up, proxy={"workers": "1", "max_sessions": "1000"})
     warn, = px.wait_event("proxy.nofile")
     # valgrind keeps a few descriptors of the 40 for itself.

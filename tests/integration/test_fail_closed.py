@@ -4,6 +4,8 @@ import time
 
 import pytest
 
+from daemon import free_port
+
 SECRET_VERBS = {"MAIL", "RCPT", "DATA", "AUTH", "BDAT"}
 
 
@@ -26,13 +28,6 @@ def assert_nothing_plaintext(up):
     for conn in up.connections:
         assert not SECRET_VERBS & set(conn.verbs(False)), conn.commands
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_unreachable_upstream_gives_421(proxy):

@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-import conftest
+import daemon
 
 
 def _ipv6_loopback():
@@ -45,9 +45,9 @@ def test_upstream_name_resolves_and_next_address_is_tried(upstream, proxy, tmp_p
     wrapper = tmp_path / "proxy-with-hosts"
     # A private mount namespace, so only the proxy sees this hosts file.
     wrapper.write_text("#!/bin/sh\nexec unshare -m sh -c 'mount --bind %s /etc/hosts && "
-                       "exec \"$0\" \"$@\"' %s \"$@\"\n" % (hosts, conftest.PROXY_BIN))
+                       "exec \"$0\" \"$@\"' %s \"$@\"\n" % (hosts, daemon.PROXY_BIN))
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setattr(conftest, "PROXY_BIN", str(wrapper))
+    monkeypatch.setattr(daemon, "PROXY_BIN", str(wrapper))
     px = proxy(up, upstream={"host": "multi.test", "server_name": "mail.test"},
                log={"level": "debug"})
     with px.client() as c:

@@ -12,6 +12,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from servicelib import PROXY_BIN, NotifySocket, Proxy, testca, upstream_mod  # noqa: E402,F401
 from fixtures import certs, upstream  # noqa: E402,F401  (tests/lib, on the path via servicelib)
+from daemon import proxy_factory, sections  # noqa: E402
+
+# This suite's defaults on top of tests/lib/daemon.py's.
+DEFAULTS = {"proxy": {"workers": "1", "shutdown_timeout": "5"}}
 
 
 # ---- fixtures ------------------------------------------------------------------------------
@@ -21,18 +25,7 @@ def proxy_config(certs):
     """Factory for the config sections of a proxy in front of Upstream `up`."""
 
     def make(up=None, proxy=None, upstream=None, log=None):
-        s = {
-            "proxy": {"listen": "127.0.0.1:0", "hostname": "proxy.test",
-                      "allow": "127.0.0.0/8, ::1/128", "timeout": "10", "workers": "1",
-                      "shutdown_timeout": "5"},
-            "upstream": {"host": "127.0.0.1", "port": str(up.port) if up else "1",
-                         "tls": up.mode if up else "starttls", "server_name": "mail.test",
-                         "verify": "yes", "ca_file": certs["ca"][0]},
-            "log": {"level": "info", "format": "text"},
-        }
-        for name, over in (("proxy", proxy), ("upstream", upstream), ("log", log)):
-            s[name].update(over or {})
-        return s
+        return sections(certs, up, DEFAULTS, proxy=proxy, upstream=upstream, log=log)
 
     return make
 
@@ -43,22 +36,7 @@ def proxy(tmp_path, proxy_config):
 
     At teardown every proxy is stopped with SIGTERM and must exit 0, without a sanitizer
     report and without leaving a worker behind."""
-    if not os.access(PROXY_BIN, os.X_OK):
-        pytest.fail("daemon not built: %s (run make, or set PROXY_BIN)" % PROXY_BIN)
-    made = []
-
-    def make(up=None, start=True, env=None, listen_fd=None, **sections):
-        p = Proxy(str(tmp_path), proxy_config(up, **sections), name="proxy%d" % len(made))
-        p.sections = proxy_config(up, **sections)
-        made.append(p)
-        return p.start(env=env, listen_fd=listen_fd) if start else p
-
-    yield make
-    for p in made:
-        if p.proc is not None:
-            p.stop()
-            print("---- %s stderr ----\n%s" % (p.conf, p.stderr()[-6000:]))
-            p.assert_clean_exit()
+    yield from proxy_factory(tmp_path, proxy_config)
 
 
 @pytest.fixture
