@@ -29,34 +29,34 @@ read_password_file(struct loader *ld)
 	ssize_t n;
 	int fd;
 
-	if ((fd = open(c->password_file, O_RDONLY | O_CLOEXEC)) < 0) {
-		config_err(ld, line, "password_file %s: %s", c->password_file, strerror(errno));
+	if ((fd = open(c->up.password_file, O_RDONLY | O_CLOEXEC)) < 0) {
+		config_err(ld, line, "password_file %s: %s", c->up.password_file, strerror(errno));
 		return (-1);
 	}
 	if (fstat(fd, &st) == 0 && (st.st_mode & S_IROTH))
 		config_warn(ld, line, "password_file %s is readable by every user of this machine "
-		    "(chmod o-r it, or give it with LoadCredential=)", c->password_file);
-	n = read(fd, c->password, sizeof(c->password));
+		    "(chmod o-r it, or give it with LoadCredential=)", c->up.password_file);
+	n = read(fd, c->up.password, sizeof(c->up.password));
 	close(fd);
 	if (n < 0) {
-		config_err(ld, line, "password_file %s: %s", c->password_file, strerror(errno));
+		config_err(ld, line, "password_file %s: %s", c->up.password_file, strerror(errno));
 		return (-1);
 	}
-	if ((size_t)n == sizeof(c->password)) {
-		OPENSSL_cleanse(c->password, sizeof(c->password));
-		config_err(ld, line, "password_file %s: longer than %zu bytes", c->password_file,
-		    sizeof(c->password) - 1);
+	if ((size_t)n == sizeof(c->up.password)) {
+		OPENSSL_cleanse(c->up.password, sizeof(c->up.password));
+		config_err(ld, line, "password_file %s: longer than %zu bytes", c->up.password_file,
+		    sizeof(c->up.password) - 1);
 		return (-1);
 	}
-	c->password[n] = '\0';
+	c->up.password[n] = '\0';
 	/* One trailing newline is how editors save a one-line file, not part of the secret. */
-	if (n > 0 && c->password[n - 1] == '\n')
-		c->password[--n] = '\0';
-	if (n > 0 && c->password[n - 1] == '\r')
-		c->password[--n] = '\0';
-	if (n == 0 || config_has_control(c->password)) {
+	if (n > 0 && c->up.password[n - 1] == '\n')
+		c->up.password[--n] = '\0';
+	if (n > 0 && c->up.password[n - 1] == '\r')
+		c->up.password[--n] = '\0';
+	if (n == 0 || config_has_control(c->up.password)) {
 		config_err(ld, line, "password_file %s: empty, or control characters in it",
-		    c->password_file);
+		    c->up.password_file);
 		return (-1);
 	}
 	return (0);
@@ -92,12 +92,12 @@ check_names(struct loader *ld)
 	struct config *c = ld->c;
 	char name[256];
 
-	if (c->host[0] == '\0')
+	if (c->up.host[0] == '\0')
 		config_err(ld, ld->section_line[1], "[upstream] host is required");
 	if (!config_key_line(ld, "tls"))
-		c->tls = c->port == 465 ? UP_TLS_IMPLICIT : UP_TLS_STARTTLS;
-	if (c->server_name[0] == '\0')
-		snprintf(c->server_name, sizeof(c->server_name), "%s", c->host);
+		c->up.tls = c->up.port == 465 ? UP_TLS_IMPLICIT : UP_TLS_STARTTLS;
+	if (c->up.server_name[0] == '\0')
+		snprintf(c->up.server_name, sizeof(c->up.server_name), "%s", c->up.host);
 	if (c->hostname[0] == '\0') {
 		if (gethostname(name, sizeof(name)) != 0)
 			name[0] = '\0';
@@ -135,20 +135,20 @@ check_credentials(struct loader *ld)
 	const struct cidr *pub = public_allow(c);
 	char addr[INET6_ADDRSTRLEN];
 
-	if (c->username[0] != '\0') {
-		if (c->password[0] != '\0' && c->password_file[0] != '\0')
+	if (c->up.username[0] != '\0') {
+		if (c->up.password[0] != '\0' && c->up.password_file[0] != '\0')
 			config_err(ld, fline, "set password or password_file, not both");
-		else if (c->password_file[0] != '\0')
+		else if (c->up.password_file[0] != '\0')
 			(void)read_password_file(ld);
-		else if (c->password[0] == '\0')
+		else if (c->up.password[0] == '\0')
 			config_err(ld, config_key_line(ld, "username"),
 			    "username is set but neither password nor password_file");
 		if (pub != NULL)
 			config_err(ld, aline, "allow has a public network while username is set: "
-			    "anyone there could send mail as %s (open relay)", c->username);
+			    "anyone there could send mail as %s (open relay)", c->up.username);
 		return;
 	}
-	if (c->password[0] != '\0' || c->password_file[0] != '\0')
+	if (c->up.password[0] != '\0' || c->up.password_file[0] != '\0')
 		config_err(ld, pline ? pline : fline, "password given without username");
 	/* The devices' own AUTH passes through, but many relays trust an address. */
 	if (pub != NULL) {
@@ -167,17 +167,17 @@ make_tls(struct loader *ld)
 	char key[600], why[512];
 	int bad_ciphers;
 
-	snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", c->host, c->port, c->server_name,
-	    c->verify, c->min_tls);
-	c->tls_up = tlsctx_new_client(key, c->ca_file, c->verify, c->min_tls,
-	    c->tls_ciphers, &bad_ciphers, why, sizeof(why));
-	if (c->tls_up == NULL && bad_ciphers)
+	snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", c->up.host, c->up.port, c->up.server_name,
+	    c->up.verify, c->up.min_tls);
+	c->up.tlsctx = tlsctx_new_client(key, c->up.ca_file, c->up.verify, c->up.min_tls,
+	    c->up.tls_ciphers, &bad_ciphers, why, sizeof(why));
+	if (c->up.tlsctx == NULL && bad_ciphers)
 		config_err(ld, config_key_line(ld, "tls_ciphers"),
 		    "tls_ciphers '%s': no TLS 1.2 cipher OpenSSL knows matches (%s)",
-		    c->tls_ciphers, why);
-	else if (c->tls_up == NULL)
+		    c->up.tls_ciphers, why);
+	else if (c->up.tlsctx == NULL)
 		config_err(ld, config_key_line(ld, "ca_file"), "ca_file %s: %s",
-		    c->ca_file[0] ? c->ca_file : "(system store)", why);
+		    c->up.ca_file[0] ? c->up.ca_file : "(system store)", why);
 }
 
 void

@@ -65,16 +65,18 @@ struct key {
 	setter		 set;		/* K_FUNC */
 };
 
-#define FIELD(f)	offsetof(struct config, f), sizeof(((struct config *)0)->f)
+/* The field, as offset and size: C() in struct config, U() in an upstream's struct. */
+#define C(f)		offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define U(f)		offsetof(struct upstream_conf, f), sizeof(((struct upstream_conf *)0)->f)
 #define UINT(sec, key, def, f, lo, hi, hint) \
-	{ sec, key, def, K_UINT, FIELD(f), lo, hi, NULL, hint, NULL }
+	{ sec, key, def, K_UINT, f, lo, hi, NULL, hint, NULL }
 #define UINT_OR(sec, key, def, f, lo, hi, names, hint) \
-	{ sec, key, def, K_UINT, FIELD(f), lo, hi, names, hint, NULL }
+	{ sec, key, def, K_UINT, f, lo, hi, names, hint, NULL }
 #define ENUM(sec, key, def, f, names, hint) \
-	{ sec, key, def, K_ENUM, FIELD(f), 0, 0, names, hint, NULL }
-#define BOOL(sec, key, def, f)	{ sec, key, def, K_BOOL, FIELD(f), 0, 0, NULL, NULL, NULL }
-#define STR(sec, key, def, f)	{ sec, key, def, K_STR, FIELD(f), 0, 0, NULL, NULL, NULL }
-#define PATH(sec, key, def, f)	{ sec, key, def, K_PATH, FIELD(f), 0, 0, NULL, NULL, NULL }
+	{ sec, key, def, K_ENUM, f, 0, 0, names, hint, NULL }
+#define BOOL(sec, key, def, f)	{ sec, key, def, K_BOOL, f, 0, 0, NULL, NULL, NULL }
+#define STR(sec, key, def, f)	{ sec, key, def, K_STR, f, 0, 0, NULL, NULL, NULL }
+#define PATH(sec, key, def, f)	{ sec, key, def, K_PATH, f, 0, 0, NULL, NULL, NULL }
 #define FUNC(sec, key, def, fn)	{ sec, key, def, K_FUNC, 0, 0, 0, 0, NULL, NULL, fn }
 
 static const struct key_name bare_newline_names[] = {
@@ -105,42 +107,42 @@ static const struct key keys[] = {
 	FUNC("proxy", "listen", "127.0.0.1:2525, [::1]:2525", set_listen),
 	FUNC("proxy", "hostname", "", set_hostname),
 	FUNC("proxy", "allow", "127.0.0.0/8, ::1/128", set_allow),
-	UINT("proxy", "max_sessions", "1000", max_sessions, 1, 1000000, NULL),
-	UINT("proxy", "timeout", "300", timeout, 1, 86400, "expected seconds, 1..86400"),
-	ENUM("proxy", "bare_newline", "normalize", bare_newline, bare_newline_names, NULL),
-	UINT_OR("proxy", "workers", "auto", workers, 1, 64, auto_names, NULL),
-	UINT("proxy", "shutdown_timeout", "30", shutdown_timeout, 0, 3600,
+	UINT("proxy", "max_sessions", "1000", C(max_sessions), 1, 1000000, NULL),
+	UINT("proxy", "timeout", "300", C(timeout), 1, 86400, "expected seconds, 1..86400"),
+	ENUM("proxy", "bare_newline", "normalize", C(bare_newline), bare_newline_names, NULL),
+	UINT_OR("proxy", "workers", "auto", C(workers), 1, 64, auto_names, NULL),
+	UINT("proxy", "shutdown_timeout", "30", C(shutdown_timeout), 0, 3600,
 	    "expected seconds, 0..3600"),
-	UINT("proxy", "first_command_timeout", "30", first_command_timeout, 1, 86400,
+	UINT("proxy", "first_command_timeout", "30", C(first_command_timeout), 1, 86400,
 	    "expected seconds, 1..86400"),
-	STR("upstream", "host", "", host),
-	UINT("upstream", "port", "587", port, 1, 65535, "expected a port, 1..65535"),
-	ENUM("upstream", "tls", "", tls, tls_names, NULL),
-	STR("upstream", "server_name", "", server_name),
-	BOOL("upstream", "verify", "yes", verify),
-	PATH("upstream", "ca_file", "/etc/ssl/certs/ca-certificates.crt", ca_file),
-	ENUM("upstream", "min_tls", "1.2", min_tls, min_tls_names,
+	STR("upstream", "host", "", U(host)),
+	UINT("upstream", "port", "587", U(port), 1, 65535, "expected a port, 1..65535"),
+	ENUM("upstream", "tls", "", U(tls), tls_names, NULL),
+	STR("upstream", "server_name", "", U(server_name)),
+	BOOL("upstream", "verify", "yes", U(verify)),
+	PATH("upstream", "ca_file", "/etc/ssl/certs/ca-certificates.crt", U(ca_file)),
+	ENUM("upstream", "min_tls", "1.2", U(min_tls), min_tls_names,
 	    "expected 1.2 or 1.3 (older versions are not offered)"),
-	STR("upstream", "username", "", username),
-	STR("upstream", "password", "", password),
-	PATH("upstream", "password_file", "", password_file),
-	ENUM("upstream", "auth_mechanism", "auto", auth_mechanism, auth_names, NULL),
-	UINT("upstream", "connect_timeout", "30", connect_timeout, 1, 3600,
+	STR("upstream", "username", "", U(username)),
+	STR("upstream", "password", "", U(password)),
+	PATH("upstream", "password_file", "", U(password_file)),
+	ENUM("upstream", "auth_mechanism", "auto", U(auth_mechanism), auth_names, NULL),
+	UINT("upstream", "connect_timeout", "30", U(connect_timeout), 1, 3600,
 	    "expected seconds, 1..3600"),
-	UINT("upstream", "max_connections", "100", max_connections, 1, 1000000, NULL),
-	UINT("upstream", "auth_retry_after", "300", auth_retry_after, 0, 86400,
+	UINT("upstream", "max_connections", "100", U(max_connections), 1, 1000000, NULL),
+	UINT("upstream", "auth_retry_after", "300", U(auth_retry_after), 0, 86400,
 	    "expected seconds, 0..86400 (0: no back-off)"),
-	STR("upstream", "tls_ciphers", "", tls_ciphers),
-	UINT("limits", "max_recipients", "100", max_recipients, 1, 100000, NULL),
-	UINT("limits", "max_message_size", "52428800", max_message_size, 0, 4294967295UL,
+	STR("upstream", "tls_ciphers", "", U(tls_ciphers)),
+	UINT("limits", "max_recipients", "100", C(max_recipients), 1, 100000, NULL),
+	UINT("limits", "max_message_size", "52428800", C(max_message_size), 0, 4294967295UL,
 	    "expected bytes, 0..4294967295 (0: the upstream's SIZE only)"),
-	UINT("limits", "max_sessions_per_client", "50", max_sessions_per_client, 1, 1000000,
+	UINT("limits", "max_sessions_per_client", "50", C(max_sessions_per_client), 1, 1000000,
 	    NULL),
-	UINT("limits", "max_errors", "20", max_errors, 1, 10000, NULL),
-	UINT("limits", "min_data_rate", "256", min_data_rate, 0, 100000000,
+	UINT("limits", "max_errors", "20", C(max_errors), 1, 10000, NULL),
+	UINT("limits", "min_data_rate", "256", C(min_data_rate), 0, 100000000,
 	    "expected bytes per second (0: no minimum)"),
-	ENUM("log", "level", "info", log_level, level_names, NULL),
-	ENUM("log", "format", "text", log_format, format_names, NULL),
+	ENUM("log", "level", "info", C(log_level), level_names, NULL),
+	ENUM("log", "format", "text", C(log_format), format_names, NULL),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -312,11 +314,11 @@ expected(const struct key *k, char *buf, size_t size)
 	return (buf);
 }
 
-/* ${k}'s field in ${c}: an int, or for K_UINT an unsigned of the field's size. */
+/* ${k}'s field in ${obj}: an int, or for K_UINT an unsigned of the field's size. */
 static void
-store(struct config *c, const struct key *k, unsigned long v)
+store(char *obj, const struct key *k, unsigned long v)
 {
-	char *field = (char *)c + k->off;
+	char *field = obj + k->off;
 	unsigned long long ull = v;
 	int i = (int)v;
 
@@ -328,10 +330,21 @@ store(struct config *c, const struct key *k, unsigned long v)
 	}
 }
 
+/*
+ * The struct a section's keys fill: [upstream] fills the default upstream's, which is
+ * what lets the same rows fill an [upstream NAME] section's own.
+ */
+static char *
+section_object(struct config *c, const char *section)
+{
+	return (strcmp(section, "upstream") == 0 ? (char *)&c->up : (char *)c);
+}
+
 /* Read ${v} into ${k}'s field; NULL, or why not (in ${buf} or static). */
 static const char *
 set_key(struct config *c, const struct key *k, const char *v, char *buf, size_t size)
 {
+	char *obj = section_object(c, k->section);
 	const struct key_name *n;
 	unsigned long u;
 	int b;
@@ -340,13 +353,13 @@ set_key(struct config *c, const struct key *k, const char *v, char *buf, size_t 
 	case K_FUNC:
 		return (k->set(c, v));
 	case K_STR:
-		return (copy((char *)c + k->off, k->size, v));
+		return (copy(obj + k->off, k->size, v));
 	case K_PATH:
-		return (copy_path((char *)c + k->off, k->size, v));
+		return (copy_path(obj + k->off, k->size, v));
 	case K_BOOL:
 		if (parse_bool(v, &b) != 0)
 			return (expected(k, buf, size));
-		store(c, k, (unsigned long)b);
+		store(obj, k, (unsigned long)b);
 		return (NULL);
 	case K_ENUM:
 	case K_UINT:
@@ -355,13 +368,13 @@ set_key(struct config *c, const struct key *k, const char *v, char *buf, size_t 
 			return (NULL);
 		for (n = k->names; n != NULL && n->name != NULL; n++) {
 			if (strcasecmp(v, n->name) == 0) {
-				store(c, k, (unsigned long)n->value);
+				store(obj, k, (unsigned long)n->value);
 				return (NULL);
 			}
 		}
 		if (k->type == K_ENUM || parse_ulong(v, k->min, k->max, &u) != 0)
 			return (expected(k, buf, size));
-		store(c, k, u);
+		store(obj, k, u);
 		return (NULL);
 	}
 	return ("unknown key type");
@@ -646,8 +659,8 @@ config_unref(struct config *c)
 {
 	if (c == NULL || --c->refs > 0)
 		return;
-	tlsctx_free(c->tls_up);
-	OPENSSL_cleanse(c->password, sizeof(c->password));
+	tlsctx_free(c->up.tlsctx);
+	OPENSSL_cleanse(c->up.password, sizeof(c->up.password));
 	free(c);
 }
 

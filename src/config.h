@@ -20,6 +20,29 @@ struct listen_addr {
 };
 
 /*
+ * One upstream: a server and the credentials used there. [upstream] is the one named
+ * "default"; [upstream NAME] sections will fill more of these from the same key rows.
+ */
+struct upstream_conf {
+	char		 host[256];
+	int		 port;
+	enum up_tls	 tls;
+	char		 server_name[256];
+	int		 verify;
+	char		 ca_file[PATH_MAX];
+	int		 min_tls;		/* TLS1_2_VERSION ... */
+	char		 username[256];
+	char		 password[512];		/* wiped on free */
+	char		 password_file[PATH_MAX];
+	enum up_auth	 auth_mechanism;
+	unsigned long	 connect_timeout;	/* seconds: connect -> ready, whole preparation */
+	unsigned long	 max_connections;	/* upstream sessions held at once, all workers */
+	unsigned long	 auth_retry_after;	/* seconds of 421 after our login was refused */
+	char		 tls_ciphers[1024];	/* TLS 1.2 cipher list; "" = our default */
+	struct tlsctx	*tlsctx;		/* TLS towards it, with its session cache */
+};
+
+/*
  * A loaded configuration. Immutable once config_load() returns and shared by
  * reference: a session keeps the one it started with across a reload.
  */
@@ -42,21 +65,7 @@ struct config {
 	unsigned long	 first_command_timeout;	/* seconds from our 220 to the first command */
 
 	/* [upstream] */
-	char		 host[256];
-	int		 port;
-	enum up_tls	 tls;
-	char		 server_name[256];
-	int		 verify;
-	char		 ca_file[PATH_MAX];
-	int		 min_tls;		/* TLS1_2_VERSION ... */
-	char		 username[256];
-	char		 password[512];		/* wiped on free */
-	char		 password_file[PATH_MAX];
-	enum up_auth	 auth_mechanism;
-	unsigned long	 connect_timeout;	/* seconds: connect -> ready, whole preparation */
-	unsigned long	 max_connections;	/* upstream sessions held at once, all workers */
-	unsigned long	 auth_retry_after;	/* seconds of 421 after our login was refused */
-	char		 tls_ciphers[1024];	/* TLS 1.2 cipher list; "" = our default */
+	struct upstream_conf up;
 
 	/* [limits] */
 	unsigned long	 max_recipients;
@@ -69,7 +78,6 @@ struct config {
 	enum log_level	 log_level;
 	enum log_format	 log_format;
 
-	struct tlsctx	*tls_up;		/* TLS towards the upstream, session cache */
 
 	/* "FILE:LINE: warning: message" lines, newline-separated; "" when none. */
 	char		 warnings[2048];

@@ -125,7 +125,7 @@ auth_backoff(struct listeners *ls, int fd, const char *client)
 	char text[200];
 	long left;
 
-	if (ls->cfg->username[0] == '\0' || ls->cfg->auth_retry_after == 0 ||
+	if (ls->cfg->up.username[0] == '\0' || ls->cfg->up.auth_retry_after == 0 ||
 	    (left = shared_auth_backoff_left()) == 0)
 		return (0);
 	snprintf(text, sizeof(text), "Upstream login refused, not retrying for %ld s", left);
@@ -184,7 +184,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		 * holds it until it ends, idle or not: the provider caps sessions per
 		 * account, so devices over the cap are refused here, not there.
 		 */
-		if (!shared_upstream_enter((long)ls->cfg->max_connections)) {
+		if (!shared_upstream_enter((long)ls->cfg->up.max_connections)) {
 			shared_client_leave((struct sockaddr *)&ss);
 			shared_session_leave();
 			deny(ls, L_WARN, fd, client, "upstream_busy", "421 4.3.2",

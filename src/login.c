@@ -37,14 +37,14 @@ b64_line(char *line, size_t size, const char *prefix, const char *s)
 }
 
 int
-login_start(struct login *lg, const struct config *cfg, const struct smtp_caps *caps,
+login_start(struct login *lg, const struct upstream_conf *up, const struct smtp_caps *caps,
     char *line, size_t size, char *why, size_t whysize)
 {
 	int login;
 
-	if (cfg->auth_mechanism == UP_AUTH_LOGIN)
+	if (up->auth_mechanism == UP_AUTH_LOGIN)
 		login = 1;
-	else if (cfg->auth_mechanism == UP_AUTH_PLAIN)
+	else if (up->auth_mechanism == UP_AUTH_PLAIN)
 		login = 0;
 	else if (caps->authmask & SMTP_AUTH_PLAIN)
 		login = 0;
@@ -61,7 +61,7 @@ login_start(struct login *lg, const struct config *cfg, const struct smtp_caps *
 		return (0);
 	}
 	lg->step = LOGIN_SENT_PLAIN;
-	if (size < 14 || auth_plain(cfg->username, cfg->password, line + 11, size - 13) != 0) {
+	if (size < 14 || auth_plain(up->username, up->password, line + 11, size - 13) != 0) {
 		snprintf(why, whysize, "username or password too long");
 		return (-1);
 	}
@@ -71,7 +71,7 @@ login_start(struct login *lg, const struct config *cfg, const struct smtp_caps *
 }
 
 enum login_verdict
-login_reply(struct login *lg, const struct config *cfg, int code, char *line, size_t size)
+login_reply(struct login *lg, const struct upstream_conf *up, int code, char *line, size_t size)
 {
 	switch (lg->step) {
 	case LOGIN_SENT_PLAIN:
@@ -81,8 +81,8 @@ login_reply(struct login *lg, const struct config *cfg, int code, char *line, si
 	case LOGIN_SENT_USER:
 		if (code != 334)
 			return (LOGIN_REFUSED);
-		if (b64_line(line, size, "", lg->step == LOGIN_SENT_LOGIN ? cfg->username :
-		    cfg->password) != 0)
+		if (b64_line(line, size, "", lg->step == LOGIN_SENT_LOGIN ? up->username :
+		    up->password) != 0)
 			return (LOGIN_REFUSED);
 		lg->step = lg->step == LOGIN_SENT_LOGIN ? LOGIN_SENT_USER : LOGIN_SENT_PASS;
 		return (LOGIN_NEXT);
@@ -111,15 +111,15 @@ redact(char *s, size_t n, const char *needle)
 
 /* A server may quote the AUTH line in its refusal: never log the credentials with it. */
 static void
-redact_secrets(const struct config *cfg, char *s, size_t n)
+redact_secrets(const struct upstream_conf *up, char *s, size_t n)
 {
 	char enc[1400];
 	size_t el;
 
-	redact(s, n, cfg->password);
-	if (auth_plain(cfg->username, cfg->password, enc, sizeof(enc)) == 0)
+	redact(s, n, up->password);
+	if (auth_plain(up->username, up->password, enc, sizeof(enc)) == 0)
 		redact(s, n, enc);
-	if (auth_b64(cfg->password, enc, sizeof(enc)) == 0) {
+	if (auth_b64(up->password, enc, sizeof(enc)) == 0) {
 		redact(s, n, enc);
 		for (el = strlen(enc); el > 0 && enc[el - 1] == '='; el--)
 			enc[el - 1] = '\0';
@@ -136,22 +136,22 @@ redact_secrets(const struct config *cfg, char *s, size_t n)
  * device off for auth_retry_after would turn its hiccup into our outage.
  */
 static void
-backoff(const struct config *cfg, const char *sid, const char *reply, size_t len)
+backoff(const struct upstream_conf *up, const char *sid, const char *reply, size_t len)
 {
 	char until[32];
 	struct logline l;
 	struct tm tm;
 	time_t t;
 
-	if (len < 1 || reply[0] != '5' || cfg->auth_retry_after == 0 ||
-	    !shared_auth_backoff_start((long)cfg->auth_retry_after))
+	if (len < 1 || reply[0] != '5' || up->auth_retry_after == 0 ||
+	    !shared_auth_backoff_start((long)up->auth_retry_after))
 		return;
-	t = time(NULL) + (time_t)cfg->auth_retry_after;
+	t = time(NULL) + (time_t)up->auth_retry_after;
 	strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
 	log_begin(&l, L_WARN, sid, "auth.backoff");
-	log_str(&l, "upstream", cfg->host);
-	log_str(&l, "user", cfg->username);
-	log_num(&l, "seconds", (long long)cfg->auth_retry_after);
+	log_str(&l, "upstream", up->host);
+	log_str(&l, "user", up->username);
+	log_num(&l, "seconds", (long long)up->auth_retry_after);
 	log_str(&l, "until", until);
 	log_str(&l, "msg", "login refused: devices get 421 without a new try until then, or "
 	    "until a reload (fix the password, then reload)");
@@ -159,7 +159,7 @@ backoff(const struct config *cfg, const char *sid, const char *reply, size_t len
 }
 
 void
-login_report(const struct login *lg, const struct config *cfg, const char *sid,
+login_report(const struct login *lg, const struct upstream_conf *up, const char *sid,
     const char *reply, size_t len, int ok)
 {
 	char shown[SMTP_REPLY_MAX];
@@ -167,18 +167,18 @@ login_report(const struct login *lg, const struct config *cfg, const char *sid,
 	struct logline l;
 
 	log_begin(&l, ok ? L_INFO : L_WARN, sid, ok ? "auth.ok" : "auth.fail");
-	log_str(&l, "upstream", cfg->host);
-	log_str(&l, "user", cfg->username);
+	log_str(&l, "upstream", up->host);
+	log_str(&l, "user", up->username);
 	log_str(&l, "mechanism", lg->step == LOGIN_SENT_PLAIN ? "PLAIN" : "LOGIN");
 	if (!ok) {
 		if (n > sizeof(shown))
 			n = sizeof(shown);
 		memcpy(shown, reply, n);
-		redact_secrets(cfg, shown, n);
+		redact_secrets(up, shown, n);
 		log_strn(&l, "reply", shown, n);
 		OPENSSL_cleanse(shown, n);
 	}
 	log_end(&l);
 	if (!ok)
-		backoff(cfg, sid, reply, len);
+		backoff(up, sid, reply, len);
 }

@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-struct config;
+struct upstream_conf;
 struct smtp_caps;
 
 /* Where the proxy's own login is: the line last sent says what the next reply means. */
@@ -22,20 +22,20 @@ struct login {
 enum login_verdict { LOGIN_NEXT, LOGIN_OK, LOGIN_REFUSED };
 
 /**
- * login_start(lg, cfg, caps, line, size, why, whysize):
+ * login_start(lg, up, caps, line, size, why, whysize):
  * Choose the mechanism (auth_mechanism, else PLAIN when offered, else LOGIN) and
  * write the first line to send, CRLF-ended, into ${line}; 0, or -1 with the reason in
  * ${why}. The caller wipes ${line} once sent.
  */
-int login_start(struct login *lg, const struct config *cfg, const struct smtp_caps *caps,
+int login_start(struct login *lg, const struct upstream_conf *up, const struct smtp_caps *caps,
     char *line, size_t size, char *why, size_t whysize);
 
 /**
- * login_reply(lg, cfg, code, line, size):
+ * login_reply(lg, up, code, line, size):
  * The server answered ${code}: LOGIN_NEXT with the next line in ${line} (wipe it once
  * sent), LOGIN_OK, or LOGIN_REFUSED.
  */
-enum login_verdict login_reply(struct login *lg, const struct config *cfg, int code,
+enum login_verdict login_reply(struct login *lg, const struct upstream_conf *up, int code,
     char *line, size_t size);
 
 /**
@@ -45,11 +45,11 @@ enum login_verdict login_reply(struct login *lg, const struct config *cfg, int c
 const char *login_stage(const struct login *lg);
 
 /**
- * login_report(lg, cfg, sid, reply, len, ok):
+ * login_report(lg, up, sid, reply, len, ok):
  * Log auth.ok or auth.fail (the server's reply with any form of the credentials in it
  * starred out); after a 5xx refusal start the shared back-off and log auth.backoff once.
  */
-void login_report(const struct login *lg, const struct config *cfg, const char *sid,
+void login_report(const struct login *lg, const struct upstream_conf *up, const char *sid,
     const char *reply, size_t len, int ok);
 
 #endif

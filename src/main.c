@@ -530,11 +530,11 @@ log_start(void)
 	log_begin(&l, L_INFO, NULL, "proxy.start");
 	log_str(&l, "version", VERSION);
 	log_str(&l, "config", cfg->path);
-	log_str(&l, "upstream", cfg->host);
-	log_num(&l, "port", cfg->port);
-	log_str(&l, "tls", config_tls_str(cfg->tls));
-	log_str(&l, "verify", cfg->verify ? "yes" : "no");
-	log_str(&l, "auth", cfg->username[0] ? "proxy" : "client");
+	log_str(&l, "upstream", cfg->up.host);
+	log_num(&l, "port", cfg->up.port);
+	log_str(&l, "tls", config_tls_str(cfg->up.tls));
+	log_str(&l, "verify", cfg->up.verify ? "yes" : "no");
+	log_str(&l, "auth", cfg->up.username[0] ? "proxy" : "client");
 	log_num(&l, "workers", nworkers(cfg));
 	log_end(&l);
 }

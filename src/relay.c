@@ -61,7 +61,7 @@ emit_local(struct session *s, enum local_reply r)
 
 	switch (r) {
 	case R_EHLO:
-		n = smtp_ehlo_reply(&s->caps, s->cfg->hostname, s->cfg->username[0] == '\0',
+		n = smtp_ehlo_reply(&s->caps, s->cfg->hostname, s->cfg->up.username[0] == '\0',
 		    buf, sizeof(buf));
 		break;
 	case R_HELO:
@@ -269,7 +269,7 @@ static int
 act_auth(struct session *s, const struct smtp_cmd *c)
 {
 	(void)c;
-	if (s->cfg->username[0] != '\0') {
+	if (s->cfg->up.username[0] != '\0') {
 		/* The proxy holds the credentials and has used them already. */
 		relay_local(s, R_AUTH_OK);
 		return (1);

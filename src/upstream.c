@@ -155,15 +155,15 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 		return;
 	log_begin(&l, L_WARN, u->sid, "upstream.fail");
 	log_str(&l, "client", u->client);
-	log_str(&l, "upstream", u->cfg->host);
-	log_num(&l, "port", u->cfg->port);
+	log_str(&l, "upstream", u->cfg->up.host);
+	log_num(&l, "port", u->cfg->up.port);
 	if (u->addr[0] != '\0')
 		log_str(&l, "addr", u->addr);
 	log_str(&l, "stage", u->state == UP_AUTH ? login_stage(&u->login) : state_names[u->state]);
 	log_str(&l, "reason", reason);
 	log_str(&l, "detail", detail);
 	if (cert != NULL) {
-		log_str(&l, "server_name", u->cfg->server_name);
+		log_str(&l, "server_name", u->cfg->up.server_name);
 		log_str(&l, "subject", cert->subject);
 		log_str(&l, "sans", cert->sans);
 		log_str(&l, "issuer", cert->issuer);
@@ -199,7 +199,7 @@ up_send(struct upstream *u, const char *line)
 static int
 awaits_plain_greeting(const struct upstream *u)
 {
-	return (u->state == UP_GREET && !u->tls_done && u->cfg->tls == UP_TLS_STARTTLS);
+	return (u->state == UP_GREET && !u->tls_done && u->cfg->up.tls == UP_TLS_STARTTLS);
 }
 
 /* 1 if ${p} (${len} bytes) cannot be the start of an SMTP reply: a TLS record or binary. */
@@ -242,15 +242,15 @@ log_handshake(struct upstream *u)
 	struct tls_where w;
 	char hp[300];
 
-	snprintf(hp, sizeof(hp), "%s:%d", u->cfg->host, u->cfg->port);
+	snprintf(hp, sizeof(hp), "%s:%d", u->cfg->up.host, u->cfg->up.port);
 	w.sid = u->sid;
 	w.client = u->client;
 	w.upstream = hp;
-	w.host = u->cfg->host;
+	w.host = u->cfg->up.host;
 	w.addr = u->addr;
-	w.mode = config_tls_str(u->cfg->tls);
-	w.sni = u->cfg->server_name;
-	w.verify = u->cfg->verify;
+	w.mode = config_tls_str(u->cfg->up.tls);
+	w.sni = u->cfg->up.server_name;
+	w.verify = u->cfg->up.verify;
 	w.ms = (long long)((ev_now(u->loop) - u->tls_start) * 1000 + 0.5);
 	tlsctx_log_handshake(conn_ssl(u->c), &w);
 }
@@ -261,7 +261,7 @@ start_tls(struct upstream *u)
 	char err[256];
 	SSL *ssl;
 
-	if ((ssl = tlsctx_ssl(u->cfg->tls_up, u->cfg->server_name, err, sizeof(err))) == NULL) {
+	if ((ssl = tlsctx_ssl(u->cfg->up.tlsctx, u->cfg->up.server_name, err, sizeof(err))) == NULL) {
 		up_fail(u, "4.7.0", "TLS setup failed", "tls", err);
 		return;
 	}
@@ -295,12 +295,12 @@ start_auth(struct upstream *u)
 	 * Sessions that were already on their way when another one's login was refused
 	 * (a burst of devices at power-up) must not try the same password too.
 	 */
-	if (u->cfg->auth_retry_after > 0 && shared_auth_backoff_left() > 0) {
+	if (u->cfg->up.auth_retry_after > 0 && shared_auth_backoff_left() > 0) {
 		up_fail(u, "4.7.0", "upstream login refused recently, not retrying yet", "auth",
 		    "auth_retry_after back-off");
 		return;
 	}
-	if (login_start(&u->login, u->cfg, &u->caps, line, sizeof(line), why,
+	if (login_start(&u->login, &u->cfg->up, &u->caps, line, sizeof(line), why,
 	    sizeof(why)) != 0) {
 		up_fail(u, "4.7.0", "upstream offers no usable AUTH mechanism", "auth", why);
 		return;
@@ -317,17 +317,17 @@ auth_reply(struct upstream *u, const char *reply, size_t len, int code)
 {
 	char line[1400];
 
-	switch (login_reply(&u->login, u->cfg, code, line, sizeof(line))) {
+	switch (login_reply(&u->login, &u->cfg->up, code, line, sizeof(line))) {
 	case LOGIN_NEXT:
 		up_send(u, line);
 		OPENSSL_cleanse(line, sizeof(line));
 		return;
 	case LOGIN_OK:
-		login_report(&u->login, u->cfg, u->sid, reply, len, 1);
+		login_report(&u->login, &u->cfg->up, u->sid, reply, len, 1);
 		up_ready(u);
 		return;
 	case LOGIN_REFUSED:
-		login_report(&u->login, u->cfg, u->sid, reply, len, 0);
+		login_report(&u->login, &u->cfg->up, u->sid, reply, len, 0);
 		up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
 		return;
 	}
@@ -382,7 +382,7 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 			    "malformed capability in the EHLO reply");
 			return (0);
 		}
-		if (u->cfg->username[0] != '\0')
+		if (u->cfg->up.username[0] != '\0')
 			start_auth(u);
 		else
 			up_ready(u);
@@ -517,7 +517,7 @@ timed_out(struct upstream *u, int whole)
 
 	if (whole)
 		n = snprintf(why, sizeof(why), "not ready within connect_timeout (%lu s)",
-		    u->cfg->connect_timeout);
+		    u->cfg->up.connect_timeout);
 	else
 		n = snprintf(why, sizeof(why), "no answer in time");
 	if (u->state == UP_TLS && u->c != NULL && conn_ssl(u->c) != NULL) {
@@ -542,7 +542,7 @@ tls_failed(struct upstream *u)
 	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 	struct tls_report r;
 
-	if (vr != X509_V_OK && u->cfg->verify) {
+	if (vr != X509_V_OK && u->cfg->up.verify) {
 		/* What the certificate says, so the admin sees why without a debug run. */
 		tlsctx_report(ssl, &r);
 		up_fail_more(u, "4.7.0", "upstream certificate not verified", "verify",
@@ -550,7 +550,7 @@ tls_failed(struct upstream *u)
 		return;
 	}
 	up_fail_more(u, "4.7.0", "TLS handshake with upstream failed", "handshake",
-	    conn_error(u->c), u->cfg->tls == UP_TLS_IMPLICIT && ssl != NULL &&
+	    conn_error(u->c), u->cfg->up.tls == UP_TLS_IMPLICIT && ssl != NULL &&
 	    tlsctx_peer_sent_text(ssl) ? HINT_STARTTLS : NULL, NULL);
 }
 
@@ -569,7 +569,7 @@ on_conn(struct upstream *u, int ev)
 	}
 	if (ev & CONN_EV_CONNECTED) {
 		arm(u);
-		if (u->cfg->tls == UP_TLS_IMPLICIT)
+		if (u->cfg->up.tls == UP_TLS_IMPLICIT)
 			start_tls(u);
 		else
 			up_enter(u, UP_GREET);
@@ -579,7 +579,7 @@ on_conn(struct upstream *u, int ev)
 		u->tls_done = 1;
 		log_handshake(u);
 		arm(u);
-		if (u->cfg->tls == UP_TLS_IMPLICIT)
+		if (u->cfg->up.tls == UP_TLS_IMPLICIT)
 			up_enter(u, UP_GREET);
 		else {
 			send_ehlo(u, UP_EHLO2);
@@ -680,7 +680,7 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_timer_init(&u->timer, on_timeout, 0., 0.);
 	u->timer.data = u;
 	arm(u);
-	if ((u->res = resolve_start(u->cfg->host, u->cfg->port, on_resolved, u)) == NULL)
+	if ((u->res = resolve_start(u->cfg->up.host, u->cfg->up.port, on_resolved, u)) == NULL)
 		up_fail(u, "4.3.0", "internal error", "resolve", "out of memory");
 	leave(u);
 }
@@ -705,7 +705,7 @@ upstream_start(struct ev_loop *loop, struct config *cfg, const char *sid, const 
 	u->timer.data = u;
 	ev_timer_start(loop, &u->timer);
 	/* The device waits for its greeting all this time: one bound for all of it. */
-	ev_timer_init(&u->deadline, on_deadline, (ev_tstamp)cfg->connect_timeout, 0.);
+	ev_timer_init(&u->deadline, on_deadline, (ev_tstamp)cfg->up.connect_timeout, 0.);
 	u->deadline.data = u;
 	ev_timer_start(loop, &u->deadline);
 	return (u);

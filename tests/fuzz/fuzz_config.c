@@ -110,20 +110,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (errs[0] != '\0')
 			abort();	/* accepted with errors */
 		if (c->refs != 1 || c->nlisten < 1 || c->nlisten > CONFIG_MAX_LISTEN ||
-		    c->nallow > CONFIG_MAX_ALLOW || c->host[0] == '\0' ||
-		    c->port < 1 || c->port > 65535 || c->tls_up == NULL ||
+		    c->nallow > CONFIG_MAX_ALLOW || c->up.host[0] == '\0' ||
+		    c->up.port < 1 || c->up.port > 65535 || c->up.tlsctx == NULL ||
 		    strchr(c->hostname, '.') == NULL || c->max_sessions < 1 ||
-		    c->timeout < 1 || c->server_name[0] == '\0')
+		    c->timeout < 1 || c->up.server_name[0] == '\0')
 			abort();
 		for (i = 0; i < c->nlisten; i++)
 			if (c->listen[i].port < 0 || c->listen[i].port > 65535 ||
 			    c->listen[i].host[0] == '\0')
 				abort();
-		if (has_control(c->hostname) || has_control(c->host) ||
-		    has_control(c->server_name) || has_control(c->username) ||
-		    has_control(c->password))
+		if (has_control(c->hostname) || has_control(c->up.host) ||
+		    has_control(c->up.server_name) || has_control(c->up.username) ||
+		    has_control(c->up.password))
 			abort();
-		if ((c->username[0] != '\0') != (c->password[0] != '\0'))
+		if ((c->up.username[0] != '\0') != (c->up.password[0] != '\0'))
 			abort();
 		if (config_ref(c) != c || c->refs != 2)
 			abort();

@@ -109,19 +109,19 @@ test_config_minimal_file_gets_documented_defaults(void **state)
 	assert_int_equal(c->max_sessions, 1000);
 	assert_int_equal(c->timeout, 300);
 	assert_int_equal(c->bare_newline, DATA_NORMALIZE);
-	assert_string_equal(c->host, "mail.example.org");
-	assert_int_equal(c->port, 587);
-	assert_int_equal(c->tls, UP_TLS_STARTTLS);
-	assert_string_equal(c->server_name, "mail.example.org");
-	assert_int_equal(c->verify, 1);
-	assert_string_equal(c->ca_file, "/etc/ssl/certs/ca-certificates.crt");
-	assert_int_equal(c->min_tls, TLS1_2_VERSION);
-	assert_string_equal(c->username, "");
-	assert_string_equal(c->password, "");
-	assert_int_equal(c->auth_mechanism, UP_AUTH_AUTO);
+	assert_string_equal(c->up.host, "mail.example.org");
+	assert_int_equal(c->up.port, 587);
+	assert_int_equal(c->up.tls, UP_TLS_STARTTLS);
+	assert_string_equal(c->up.server_name, "mail.example.org");
+	assert_int_equal(c->up.verify, 1);
+	assert_string_equal(c->up.ca_file, "/etc/ssl/certs/ca-certificates.crt");
+	assert_int_equal(c->up.min_tls, TLS1_2_VERSION);
+	assert_string_equal(c->up.username, "");
+	assert_string_equal(c->up.password, "");
+	assert_int_equal(c->up.auth_mechanism, UP_AUTH_AUTO);
 	assert_int_equal(c->log_level, L_INFO);
 	assert_int_equal(c->log_format, LOG_TEXT);
-	assert_non_null(c->tls_up);
+	assert_non_null(c->up.tlsctx);
 	config_unref(c);
 }
 
@@ -147,14 +147,14 @@ test_config_every_key_is_read(void **state)
 	assert_int_equal(c->max_sessions, 5);
 	assert_int_equal(c->timeout, 60);
 	assert_int_equal(c->bare_newline, DATA_REJECT);
-	assert_int_equal(c->port, 2587);
-	assert_int_equal(c->tls, UP_TLS_IMPLICIT);
-	assert_string_equal(c->server_name, "tls.example.net");
-	assert_int_equal(c->verify, 0);
-	assert_int_equal(c->min_tls, TLS1_3_VERSION);
-	assert_string_equal(c->username, "u@example.net");
-	assert_string_equal(c->password, "s3cret");
-	assert_int_equal(c->auth_mechanism, UP_AUTH_LOGIN);
+	assert_int_equal(c->up.port, 2587);
+	assert_int_equal(c->up.tls, UP_TLS_IMPLICIT);
+	assert_string_equal(c->up.server_name, "tls.example.net");
+	assert_int_equal(c->up.verify, 0);
+	assert_int_equal(c->up.min_tls, TLS1_3_VERSION);
+	assert_string_equal(c->up.username, "u@example.net");
+	assert_string_equal(c->up.password, "s3cret");
+	assert_int_equal(c->up.auth_mechanism, UP_AUTH_LOGIN);
 	assert_int_equal(c->log_level, L_DEBUG);
 	assert_int_equal(c->log_format, LOG_JSON);
 	config_unref(c);
@@ -170,7 +170,7 @@ test_config_crlf_line_endings_accepted(void **state)
 	    "ca_file = /etc/ssl/certs/ca-certificates.crt\r\n");
 	assert_loads(c);
 	assert_string_equal(c->hostname, "proxy.test");
-	assert_string_equal(c->host, "mx.example");
+	assert_string_equal(c->up.host, "mx.example");
 	config_unref(c);
 }
 
@@ -182,22 +182,22 @@ test_config_port_465_means_implicit_tls_unless_tls_given(void **state)
 	(void)state;
 	c = load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = mx.example\nport = 465\n" CA);
 	assert_loads(c);
-	assert_int_equal(c->tls, UP_TLS_IMPLICIT);
-	assert_string_equal(config_tls_str(c->tls), "implicit");
+	assert_int_equal(c->up.tls, UP_TLS_IMPLICIT);
+	assert_string_equal(config_tls_str(c->up.tls), "implicit");
 	config_unref(c);
 	c = load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = mx.example\nport = 465\n"
 	    "tls = starttls\n" CA);
 	assert_loads(c);
-	assert_int_equal(c->tls, UP_TLS_STARTTLS);
-	assert_string_equal(config_tls_str(c->tls), "starttls");
+	assert_int_equal(c->up.tls, UP_TLS_STARTTLS);
+	assert_string_equal(config_tls_str(c->up.tls), "starttls");
 	config_unref(c);
 	c = load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = mx.example\nport = 587\n" CA);
 	assert_loads(c);
-	assert_int_equal(c->tls, UP_TLS_STARTTLS);
+	assert_int_equal(c->up.tls, UP_TLS_STARTTLS);
 	config_unref(c);
 	c = load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = mx.example\nport = 25\n" CA);
 	assert_loads(c);
-	assert_int_equal(c->tls, UP_TLS_STARTTLS);
+	assert_int_equal(c->up.tls, UP_TLS_STARTTLS);
 	config_unref(c);
 }
 
@@ -383,7 +383,7 @@ test_config_line_of_the_stated_maximum_accepted(void **state)
 	    value);
 	c = load(text);
 	assert_loads(c);
-	assert_int_equal(strlen(c->host), (size_t)max - 7);
+	assert_int_equal(strlen(c->up.host), (size_t)max - 7);
 	config_unref(c);
 }
 
@@ -400,7 +400,7 @@ test_config_line_of_198_chars_accepted(void **state)
 	    value);
 	c = load(text);
 	assert_loads(c);
-	assert_int_equal(strlen(c->host), 191);
+	assert_int_equal(strlen(c->up.host), 191);
 	config_unref(c);
 }
 
@@ -519,8 +519,8 @@ test_config_password_file_trailing_newline_stripped(void **state)
 		write_file(pwpath, contents[i], strlen(contents[i]));
 		c = load(text);
 		assert_loads(c);
-		assert_string_equal(c->password, "s3cr3t pass");
-		assert_string_equal(c->password_file, pwpath);
+		assert_string_equal(c->up.password, "s3cr3t pass");
+		assert_string_equal(c->up.password_file, pwpath);
 		config_unref(c);
 	}
 }
@@ -639,7 +639,7 @@ test_config_quoted_value_warns(void **state)
 	c = load("[proxy]\nhostname = proxy.test\n[upstream]\nhost = \"mx.example\"\n" CA
 	    "username = 'u'\npassword = p\"q\n");
 	assert_loads(c);
-	assert_string_equal(c->host, "\"mx.example\"");
+	assert_string_equal(c->up.host, "\"mx.example\"");
 	snprintf(want, sizeof(want),
 	    "%s:4: warning: host: value is quoted; quotes are kept as part of the value\n"
 	    "%s:6: warning: username: value is quoted; quotes are kept as part of the value\n",
@@ -677,7 +677,7 @@ test_config_password_cut_by_inline_comment_warns(void **state)
 		    "host = mx.example\n" CA "username = u\n%s\n", cases[i].line);
 		c = load(text);
 		assert_loads(c);
-		assert_string_equal(c->password, cases[i].password);
+		assert_string_equal(c->up.password, cases[i].password);
 		if (cases[i].warned) {
 			char want[256];
 

@@ -14,9 +14,9 @@ creds(enum up_auth mech)
 	struct config *c = calloc(1, sizeof(*c));
 
 	assert_non_null(c);
-	strcpy(c->username, "device@example.test");
-	strcpy(c->password, "s3cret");
-	c->auth_mechanism = mech;
+	strcpy(c->up.username, "device@example.test");
+	strcpy(c->up.password, "s3cret");
+	c->up.auth_mechanism = mech;
 	return (c);
 }
 
@@ -39,12 +39,12 @@ test_login_plain_when_offered_in_one_line(void **state)
 
 	(void)state;
 	caps_with(&caps, SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN, "PLAIN LOGIN");
-	assert_int_equal(login_start(&lg, c, &caps, line, sizeof(line), why, sizeof(why)), 0);
+	assert_int_equal(login_start(&lg, &c->up, &caps, line, sizeof(line), why, sizeof(why)), 0);
 	/* base64("\0device@example.test\0s3cret") */
 	assert_string_equal(line, "AUTH PLAIN AGRldmljZUBleGFtcGxlLnRlc3QAczNjcmV0\r\n");
 	assert_string_equal(login_stage(&lg), "auth-plain");
-	assert_int_equal(login_reply(&lg, c, 235, line, sizeof(line)), LOGIN_OK);
-	assert_int_equal(login_reply(&lg, c, 535, line, sizeof(line)), LOGIN_REFUSED);
+	assert_int_equal(login_reply(&lg, &c->up, 235, line, sizeof(line)), LOGIN_OK);
+	assert_int_equal(login_reply(&lg, &c->up, 535, line, sizeof(line)), LOGIN_REFUSED);
 	free(c);
 }
 
@@ -58,15 +58,15 @@ test_login_login_when_only_login_offered_three_steps(void **state)
 
 	(void)state;
 	caps_with(&caps, SMTP_AUTH_LOGIN, "LOGIN");
-	assert_int_equal(login_start(&lg, c, &caps, line, sizeof(line), why, sizeof(why)), 0);
+	assert_int_equal(login_start(&lg, &c->up, &caps, line, sizeof(line), why, sizeof(why)), 0);
 	assert_string_equal(line, "AUTH LOGIN\r\n");
-	assert_int_equal(login_reply(&lg, c, 334, line, sizeof(line)), LOGIN_NEXT);
+	assert_int_equal(login_reply(&lg, &c->up, 334, line, sizeof(line)), LOGIN_NEXT);
 	assert_string_equal(line, "ZGV2aWNlQGV4YW1wbGUudGVzdA==\r\n");
 	assert_string_equal(login_stage(&lg), "auth-user");
-	assert_int_equal(login_reply(&lg, c, 334, line, sizeof(line)), LOGIN_NEXT);
+	assert_int_equal(login_reply(&lg, &c->up, 334, line, sizeof(line)), LOGIN_NEXT);
 	assert_string_equal(line, "czNjcmV0\r\n");
 	assert_string_equal(login_stage(&lg), "auth-pass");
-	assert_int_equal(login_reply(&lg, c, 235, line, sizeof(line)), LOGIN_OK);
+	assert_int_equal(login_reply(&lg, &c->up, 235, line, sizeof(line)), LOGIN_OK);
 	free(c);
 }
 
@@ -81,12 +81,12 @@ test_login_anything_but_334_mid_login_is_a_refusal(void **state)
 	(void)state;
 	/* Forced LOGIN even where PLAIN is offered (Microsoft 365). */
 	caps_with(&caps, SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN, "PLAIN LOGIN");
-	assert_int_equal(login_start(&lg, c, &caps, line, sizeof(line), why, sizeof(why)), 0);
+	assert_int_equal(login_start(&lg, &c->up, &caps, line, sizeof(line), why, sizeof(why)), 0);
 	assert_string_equal(line, "AUTH LOGIN\r\n");
-	assert_int_equal(login_reply(&lg, c, 504, line, sizeof(line)), LOGIN_REFUSED);
-	assert_int_equal(login_start(&lg, c, &caps, line, sizeof(line), why, sizeof(why)), 0);
-	assert_int_equal(login_reply(&lg, c, 334, line, sizeof(line)), LOGIN_NEXT);
-	assert_int_equal(login_reply(&lg, c, 235, line, sizeof(line)), LOGIN_REFUSED);
+	assert_int_equal(login_reply(&lg, &c->up, 504, line, sizeof(line)), LOGIN_REFUSED);
+	assert_int_equal(login_start(&lg, &c->up, &caps, line, sizeof(line), why, sizeof(why)), 0);
+	assert_int_equal(login_reply(&lg, &c->up, 334, line, sizeof(line)), LOGIN_NEXT);
+	assert_int_equal(login_reply(&lg, &c->up, 235, line, sizeof(line)), LOGIN_REFUSED);
 	free(c);
 }
 
@@ -100,10 +100,10 @@ test_login_without_a_usable_mechanism_says_what_was_offered(void **state)
 
 	(void)state;
 	caps_with(&caps, 0, "CRAM-MD5 XOAUTH2");
-	assert_int_equal(login_start(&lg, c, &caps, line, sizeof(line), why, sizeof(why)), -1);
+	assert_int_equal(login_start(&lg, &c->up, &caps, line, sizeof(line), why, sizeof(why)), -1);
 	assert_string_equal(why, "CRAM-MD5 XOAUTH2");
 	caps_with(&caps, 0, "");
-	assert_int_equal(login_start(&lg, c, &caps, line, sizeof(line), why, sizeof(why)), -1);
+	assert_int_equal(login_start(&lg, &c->up, &caps, line, sizeof(line), why, sizeof(why)), -1);
 	assert_string_equal(why, "no AUTH capability");
 	free(c);
 }
