@@ -3,13 +3,17 @@
  * mechanism, each line of the exchange, what each reply means, and what is logged of
  * it (never a secret). After a refusal it starts the back-off shared by the workers,
  * so a wrong password does not get the provider account locked. The OAuth2 mechanisms
- * (XOAUTH2, OAUTHBEARER) belong here too.
+ * (XOAUTH2, OAUTHBEARER) log in with an access token the caller holds; when the server
+ * refuses it, the login says so (login_token_refused) and the caller may get a fresh
+ * token once.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "auth.h"
 #include "config.h"
@@ -21,7 +25,33 @@
 static const char *const stages[] = {
 	[LOGIN_SENT_PLAIN] = "auth-plain", [LOGIN_SENT_LOGIN] = "auth-login",
 	[LOGIN_SENT_USER] = "auth-user", [LOGIN_SENT_PASS] = "auth-pass",
+	[LOGIN_SENT_TOKEN] = "auth-xoauth2", [LOGIN_SENT_ABORT] = "auth-token-error",
 };
+
+static const char *const mechs[] = {
+	[LOGIN_PLAIN] = "PLAIN", [LOGIN_LOGIN] = "LOGIN", [LOGIN_XOAUTH2] = "XOAUTH2",
+	[LOGIN_OAUTHBEARER] = "OAUTHBEARER",
+};
+
+/*
+ * Room to encode every form of a secret that login_redact() looks for: the base64 of
+ * the longest XOAUTH2 / OAUTHBEARER text (auth.c bounds it near AUTH_TOKEN_MAX + 2 KB),
+ * and a token behind two bytes of another alignment.
+ */
+struct scratch {
+	char		 enc[(AUTH_TOKEN_MAX + 2200) / 3 * 4 + 8];
+	unsigned char	 raw[AUTH_TOKEN_MAX + 2];
+};
+
+/* Clear what a previous login on ${lg} left behind. */
+static void
+login_init(struct login *lg, enum login_mech mech, enum login_step step)
+{
+	lg->mech = mech;
+	lg->step = step;
+	lg->token_refused = 0;
+	lg->challenge[0] = '\0';
+}
 
 /* "AUTH PLAIN " or "" then ${arg}'s base64, CRLF; 0 or -1 if it does not fit. */
 static int
@@ -56,11 +86,11 @@ login_start(struct login *lg, const struct upstream_conf *up, const struct smtp_
 		return (-1);
 	}
 	if (login) {
-		lg->step = LOGIN_SENT_LOGIN;
+		login_init(lg, LOGIN_LOGIN, LOGIN_SENT_LOGIN);
 		snprintf(line, size, "AUTH LOGIN\r\n");
 		return (0);
 	}
-	lg->step = LOGIN_SENT_PLAIN;
+	login_init(lg, LOGIN_PLAIN, LOGIN_SENT_PLAIN);
 	if (size < 14 || auth_plain(up->username, up->password, line + 11, size - 13) != 0) {
 		snprintf(why, whysize, "username or password too long");
 		return (-1);
@@ -70,10 +100,119 @@ login_start(struct login *lg, const struct upstream_conf *up, const struct smtp_
 	return (0);
 }
 
+/* The host and port OAUTHBEARER names: where the proxy connects, by the name it checks. */
+static const char *
+bearer_host(const struct upstream_conf *up)
+{
+	return (up->server_name[0] != '\0' ? up->server_name : up->host);
+}
+
+/* ${mech}'s initial response for ${token} into ${out}; 0 or -1 (auth.c's reasons). */
+static int
+token_response(const struct upstream_conf *up, enum login_mech mech, const char *token,
+    char *out, size_t size)
+{
+	if (mech == LOGIN_XOAUTH2)
+		return (auth_xoauth2(up->username, token, out, size));
+	return (auth_oauthbearer(up->username, bearer_host(up), up->port, token, out, size));
+}
+
+int
+login_start_token(struct login *lg, const struct upstream_conf *up, enum login_mech mech,
+    const char *token, char *line, size_t size, char *why, size_t whysize)
+{
+	size_t p;
+
+	if (mech != LOGIN_XOAUTH2 && mech != LOGIN_OAUTHBEARER) {
+		snprintf(why, whysize, "%s is not a token mechanism", login_mech_str(mech));
+		return (-1);
+	}
+	login_init(lg, mech, LOGIN_SENT_TOKEN);
+	p = strlen("AUTH ") + strlen(mechs[mech]) + 1;
+	if (size < p + 3 || token_response(up, mech, token, line + p, size - p - 2) != 0) {
+		OPENSSL_cleanse(line, size);
+		snprintf(why, whysize, "access token (%zu bytes) not a bearer token, or the %s "
+		    "line does not fit %zu bytes", strlen(token), mechs[mech], size);
+		return (-1);
+	}
+	memcpy(line, "AUTH ", 5);
+	memcpy(line + 5, mechs[mech], p - 6);
+	line[p - 1] = ' ';
+	strcat(line, "\r\n");
+	return (0);
+}
+
+/*
+ * Keep the decoded text of the error challenge "334 <base64 JSON>" (RFC 7628 3.2.2;
+ * Google's {"status":"400","schemes":"Bearer","scope":...}) for the log line, cut to
+ * fit and with every unprintable byte shown as '?'. It is never parsed: its status
+ * field is there for the operator to read.
+ */
+static void
+keep_challenge(struct login *lg, const char *reply, size_t len)
+{
+	unsigned char dec[3 * (sizeof(lg->challenge) / 3 + 1)];
+	size_t n, dl, i;
+
+	lg->challenge[0] = '\0';
+	if (len < 4)
+		return;
+	reply += 4;
+	len -= 4;
+	for (n = 0; n < len && reply[n] != '\r' && reply[n] != '\n'; n++)
+		;
+	/* Whole groups only, as many as the kept text can show. */
+	if (n / 4 * 3 > sizeof(dec))
+		n = sizeof(dec) / 3 * 4;
+	if (auth_unb64(reply, n - n % 4, dec, sizeof(dec), &dl) != 0) {
+		snprintf(lg->challenge, sizeof(lg->challenge), "(not base64)");
+		return;
+	}
+	if (dl > sizeof(lg->challenge) - 1)
+		dl = sizeof(lg->challenge) - 1;
+	for (i = 0; i < dl; i++)
+		lg->challenge[i] = dec[i] >= 0x20 && dec[i] < 0x7f ? (char)dec[i] : '?';
+	lg->challenge[dl] = '\0';
+	OPENSSL_cleanse(dec, sizeof(dec));
+}
+
+/*
+ * A reply to the token's initial response. 334 is the error challenge: the server
+ * waits for one more client line before its verdict, an empty one for XOAUTH2
+ * (Google's documented answer) and the single byte %x01 ("AQ==") for OAUTHBEARER
+ * (RFC 7628 3.2.3). A 535 straight away is how Microsoft 365 refuses an expired
+ * token (535 5.7.3); both mean a fresh token might pass. Other codes (4xx, 504)
+ * say nothing about the token.
+ */
+static enum login_verdict
+token_reply(struct login *lg, int code, const char *reply, size_t len, char *line,
+    size_t size)
+{
+	const char *abort_line = lg->mech == LOGIN_XOAUTH2 ? "\r\n" : "AQ==\r\n";
+
+	if (code == 235)
+		return (LOGIN_OK);
+	if (code == 535)
+		lg->token_refused = 1;
+	if (code != 334 || size <= strlen(abort_line))
+		return (LOGIN_REFUSED);
+	lg->token_refused = 1;
+	keep_challenge(lg, reply, len);
+	snprintf(line, size, "%s", abort_line);
+	lg->step = LOGIN_SENT_ABORT;
+	return (LOGIN_NEXT);
+}
+
 enum login_verdict
-login_reply(struct login *lg, const struct upstream_conf *up, int code, char *line, size_t size)
+login_reply(struct login *lg, const struct upstream_conf *up, int code, const char *reply,
+    size_t len, char *line, size_t size)
 {
 	switch (lg->step) {
+	case LOGIN_SENT_TOKEN:
+		return (token_reply(lg, code, reply, len, line, size));
+	case LOGIN_SENT_ABORT:
+		/* After the challenge only a refusal is valid (RFC 7628 3.2.3). */
+		return (LOGIN_REFUSED);
 	case LOGIN_SENT_PLAIN:
 	case LOGIN_SENT_PASS:
 		return (code == 235 ? LOGIN_OK : LOGIN_REFUSED);
@@ -90,10 +229,24 @@ login_reply(struct login *lg, const struct upstream_conf *up, int code, char *li
 	return (LOGIN_REFUSED);
 }
 
+int
+login_token_refused(const struct login *lg)
+{
+	return (lg->token_refused);
+}
+
 const char *
 login_stage(const struct login *lg)
 {
+	if (lg->step == LOGIN_SENT_TOKEN && lg->mech == LOGIN_OAUTHBEARER)
+		return ("auth-oauthbearer");
 	return (stages[lg->step]);
+}
+
+const char *
+login_mech_str(enum login_mech mech)
+{
+	return (mechs[mech]);
 }
 
 /* Overwrite every occurrence of ${needle} in ${s} (${n} bytes) with '*'. */
@@ -109,23 +262,74 @@ redact(char *s, size_t n, const char *needle)
 			memset(s + i, '*', nl);
 }
 
-/* A server may quote the AUTH line in its refusal: never log the credentials with it. */
+/* Star out ${enc} (NUL-terminated) in ${s}, then again without its '=' padding. */
 static void
-redact_secrets(const struct upstream_conf *up, char *s, size_t n)
+redact_enc(char *s, size_t n, char *enc)
 {
-	char enc[1400];
 	size_t el;
 
-	redact(s, n, up->password);
-	if (auth_plain(up->username, up->password, enc, sizeof(enc)) == 0)
-		redact(s, n, enc);
-	if (auth_b64(up->password, enc, sizeof(enc)) == 0) {
-		redact(s, n, enc);
-		for (el = strlen(enc); el > 0 && enc[el - 1] == '='; el--)
-			enc[el - 1] = '\0';
-		redact(s, n, enc);
+	redact(s, n, enc);
+	for (el = strlen(enc); el > 0 && enc[el - 1] == '='; el--)
+		enc[el - 1] = '\0';
+	redact(s, n, enc);
+}
+
+/*
+ * Star out ${secret} as it is and its base64 at each of the three positions it can
+ * take in a longer base64 text: after k = 0, 1, 2 other bytes, the characters that
+ * depend on the secret alone are those covering bits 8k .. 8(k + len) in full.
+ * Longest forms first, so a shorter one cannot break up a longer one.
+ */
+static void
+redact_secret(char *s, size_t n, const char *secret, struct scratch *w)
+{
+	size_t sl = strlen(secret), k, first, last;
+
+	if (sl == 0)
+		return;
+	redact(s, n, secret);
+	if (sl > AUTH_TOKEN_MAX)
+		return;		/* no login sends it: auth.c refuses it */
+	for (k = 0; k < 3; k++) {
+		memset(w->raw, 0, k);
+		memcpy(w->raw + k, secret, sl);
+		EVP_EncodeBlock((unsigned char *)w->enc, w->raw, (int)(k + sl));
+		if (k == 0)
+			redact_enc(s, n, w->enc);
+		first = (8 * k + 5) / 6;
+		last = 8 * (k + sl) / 6;
+		/* Shorter runs would star out innocent text and hide nothing. */
+		if (last >= first + 4) {
+			w->enc[last] = '\0';
+			redact(s, n, w->enc + first);
+		}
 	}
-	OPENSSL_cleanse(enc, sizeof(enc));
+}
+
+void
+login_redact(const struct upstream_conf *up, const char *token, char *s, size_t n)
+{
+	static const enum login_mech tm[] = { LOGIN_XOAUTH2, LOGIN_OAUTHBEARER };
+	struct scratch *w;
+	size_t i;
+
+	if ((w = malloc(sizeof(*w))) == NULL) {
+		/* Nothing of the text may be shown when the secrets cannot be searched. */
+		memset(s, '*', n);
+		return;
+	}
+	if (up->password[0] != '\0' && auth_plain(up->username, up->password, w->enc,
+	    sizeof(w->enc)) == 0)
+		redact_enc(s, n, w->enc);
+	redact_secret(s, n, up->password, w);
+	if (token != NULL && token[0] != '\0') {
+		for (i = 0; i < sizeof(tm) / sizeof(tm[0]); i++)
+			if (token_response(up, tm[i], token, w->enc, sizeof(w->enc)) == 0)
+				redact_enc(s, n, w->enc);
+		redact_secret(s, n, token, w);
+	}
+	OPENSSL_cleanse(w, sizeof(*w));
+	free(w);
 }
 
 /*
@@ -159,24 +363,30 @@ backoff(const struct upstream_conf *up, const char *sid, const char *reply, size
 }
 
 void
-login_report(const struct login *lg, const struct upstream_conf *up, const char *sid,
-    const char *reply, size_t len, int ok)
+login_report(const struct login *lg, const struct upstream_conf *up, const char *token,
+    const char *sid, const char *reply, size_t len, int ok)
 {
-	char shown[SMTP_REPLY_MAX];
-	size_t n = len >= 2 ? len - 2 : len;
+	char shown[SMTP_REPLY_MAX], challenge[sizeof(lg->challenge)];
+	size_t n = len >= 2 ? len - 2 : len, cl;
 	struct logline l;
 
 	log_begin(&l, ok ? L_INFO : L_WARN, sid, ok ? "auth.ok" : "auth.fail");
 	log_str(&l, "upstream", up->host);
 	log_str(&l, "user", up->username);
-	log_str(&l, "mechanism", lg->step == LOGIN_SENT_PLAIN ? "PLAIN" : "LOGIN");
+	log_str(&l, "mechanism", mechs[lg->mech]);
 	if (!ok) {
 		if (n > sizeof(shown))
 			n = sizeof(shown);
 		memcpy(shown, reply, n);
-		redact_secrets(up, shown, n);
+		login_redact(up, token, shown, n);
 		log_strn(&l, "reply", shown, n);
 		OPENSSL_cleanse(shown, n);
+		if ((cl = strlen(lg->challenge)) > 0) {
+			memcpy(challenge, lg->challenge, cl);
+			login_redact(up, token, challenge, cl);
+			log_strn(&l, "challenge", challenge, cl);
+			OPENSSL_cleanse(challenge, cl);
+		}
 	}
 	log_end(&l);
 	if (!ok)

@@ -317,17 +317,17 @@ auth_reply(struct upstream *u, const char *reply, size_t len, int code)
 {
 	char line[1400];
 
-	switch (login_reply(&u->login, &u->cfg->up, code, line, sizeof(line))) {
+	switch (login_reply(&u->login, &u->cfg->up, code, reply, len, line, sizeof(line))) {
 	case LOGIN_NEXT:
 		up_send(u, line);
 		OPENSSL_cleanse(line, sizeof(line));
 		return;
 	case LOGIN_OK:
-		login_report(&u->login, &u->cfg->up, u->sid, reply, len, 1);
+		login_report(&u->login, &u->cfg->up, NULL, u->sid, reply, len, 1);
 		up_ready(u);
 		return;
 	case LOGIN_REFUSED:
-		login_report(&u->login, &u->cfg->up, u->sid, reply, len, 0);
+		login_report(&u->login, &u->cfg->up, NULL, u->sid, reply, len, 0);
 		up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
 		return;
 	}
