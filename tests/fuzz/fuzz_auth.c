@@ -1,9 +1,12 @@
 /*
- * fuzz_auth: the AUTH PLAIN and AUTH LOGIN encoders, decoded back with OpenSSL.
+ * fuzz_auth: the AUTH PLAIN, LOGIN, XOAUTH2 and OAUTHBEARER encoders, decoded back with
+ * OpenSSL, and auth_unb64 against OpenSSL's decoder.
  *
- * Input: byte 0 sizes the output buffer; the rest is "user\0pass".
+ * Input: byte 0 sizes the output buffer; the rest is "user\0pass" (pass doubles as the
+ * token and, for OAUTHBEARER, the host).
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +64,62 @@ check(const char *what, int rc, const char *out, size_t outsize, const unsigned 
 	free(dec);
 }
 
+/* No control byte in ${s}: what keeps a field from breaking the \1 framing. */
+static int
+clean(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return (0);
+	return (1);
+}
+
+/*
+ * XOAUTH2 and OAUTHBEARER: when accepted, the output decodes to exactly the framed string
+ * (with OAUTHBEARER's ',' and '=' escaped in the user); a user with a control byte is
+ * never accepted; auth_unb64 agrees with OpenSSL on the output.
+ */
+static void
+token_checks(const char *user, const char *token, char *out, size_t outsize)
+{
+	unsigned char dec[12 * 1024], dec2[12 * 1024];
+	char want[12 * 1024], esc[3 * 600];
+	size_t i, e = 0, dl2;
+	long dl;
+	int n;
+
+	memset(out, 0xA5, outsize);
+	if (auth_xoauth2(user, token, out, outsize) == 0) {
+		if (!clean(user) || strlen(out) >= outsize)
+			abort();
+		n = snprintf(want, sizeof(want), "user=%s\001auth=Bearer %s\001\001", user, token);
+		dl = strlen(out) < sizeof(dec) ? unb64(out, dec) : -1;
+		if (n < 0 || dl != n || memcmp(dec, want, (size_t)n) != 0)
+			abort();
+		if (auth_unb64(out, strlen(out), dec2, sizeof(dec2), &dl2) != 0 ||
+		    dl2 != (size_t)dl || memcmp(dec, dec2, dl2) != 0)
+			abort();
+	}
+	memset(out, 0xA5, outsize);
+	if (auth_oauthbearer(user, "mail.test", 587, token, out, outsize) == 0) {
+		if (!clean(user) || strlen(out) >= outsize || strlen(user) > 512)
+			abort();
+		for (i = 0; user[i] != '\0'; i++) {
+			if (user[i] == ',' || user[i] == '=') {
+				memcpy(esc + e, user[i] == ',' ? "=2C" : "=3D", 3);
+				e += 3;
+			} else
+				esc[e++] = user[i];
+		}
+		esc[e] = '\0';
+		n = snprintf(want, sizeof(want), "n,a=%s,\001host=mail.test\001port=587\001"
+		    "auth=Bearer %s\001\001", esc, token);
+		dl = strlen(out) < sizeof(dec) ? unb64(out, dec) : -1;
+		if (n < 0 || dl != n || memcmp(dec, want, (size_t)n) != 0)
+			abort();
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -102,6 +161,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check("plain", rc, out, outsize, raw, ul + pl + 2,
 	    ul > 512 || pl > 512 ? 0 : (size_t)-1);
 
+	token_checks(user, pass, out, outsize);
 	free(out);
 	free(raw);
 	free(pass);
