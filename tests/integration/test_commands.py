@@ -201,11 +201,11 @@ def test_silent_device_after_greeting_gets_421_after_first_command_timeout(upstr
 
 def test_first_command_timeout_ends_with_the_first_command(upstream, proxy):
     up = upstream("starttls")
-    px = proxy(up, proxy={"timeout": "4", "first_command_timeout": "1"})
+    px = proxy(up, proxy={"timeout": "10", "first_command_timeout": "1"})
     with px.client(timeout=30) as c:
         c.read_reply()
         c.expect("EHLO d", 250)
-        c.sock.settimeout(2.5)          # past first_command_timeout, within timeout
+        c.sock.settimeout(2.5)          # past first_command_timeout, well within timeout
         import socket
         try:
             r = c.read_reply()

@@ -164,7 +164,9 @@ def test_sessions_already_preparing_do_not_try_a_refused_password(upstream, prox
     """A burst of devices: the ones whose upstream was on its way when the first login was
     refused give up at their AUTH step instead of sending the same password."""
     import threading
-    up = upstream("starttls", auth_fail=True, reply_delay={"tls_ehlo": 2.0})
+    # Margins of 2 s each way: the late ones arrive while the first one waits for its EHLO
+    # reply, and reach their AUTH step 2 s after its refusal.
+    up = upstream("starttls", auth_fail=True, reply_delay={"tls_ehlo": 4.0})
     px = proxy(up, proxy={"workers": "2"}, upstream=creds(auth_retry_after="3600"))
     replies = []
 
@@ -174,7 +176,7 @@ def test_sessions_already_preparing_do_not_try_a_refused_password(upstream, prox
 
     first = threading.Thread(target=device)
     first.start()
-    time.sleep(1.0)                 # the first is waiting for its EHLO reply
+    time.sleep(2.0)                 # the first is waiting for its EHLO reply
     late = [threading.Thread(target=device) for _ in range(3)]
     for t in late:
         t.start()
