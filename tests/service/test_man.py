@@ -99,14 +99,29 @@ def test_man8_documents_options_signals_environment_and_notify():
     assert not missing, missing
 
 
-def test_man8_documents_every_log_event():
-    src, text = source(), read(MAN8)
+def log_events():
+    """Every event name the code can log."""
     events = set()
-    for call in re.findall(r"\b(?:log_begin|log_simple|debug_line)\((.*?)\);", src, re.S):
+    for call in re.findall(r"\b(?:log_begin|log_simple|debug_line)\((.*?)\);", source(), re.S):
         events |= set(re.findall(r'"([a-z]+(?:\.[a-z-]+)*)"', call))
     assert {"worker.exit", "auth.fail", "proxy.start", "message"} <= events, events
+    return events
+
+
+def test_man8_documents_every_log_event():
+    events, text = log_events(), read(MAN8)
     logging = re.search(r"^\.Sh LOGGING\n(.*?)(?=^\.Sh )", text, re.M | re.S).group(1)
     missing = sorted(e for e in events if "Ql %s" % e not in logging)
+    assert not missing, missing
+
+
+def test_readme_log_table_has_every_log_event():
+    """The README's table is the log reference: every event the code can emit is in it."""
+    events = log_events()
+    readme = read(os.path.join(REPO, "README.md"))
+    table = re.search(r"^## Logs\n(.*?)(?=^## )", readme, re.M | re.S).group(1)
+    rows = "\n".join(l for l in table.splitlines() if l.startswith("| `"))
+    missing = sorted(e for e in events if "`%s`" % e not in rows)
     assert not missing, missing
 
 
