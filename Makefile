@@ -21,7 +21,7 @@ BUILD    := build
 SANFLAGS :=
 endif
 
-PKGS     := openssl inih
+PKGS     := openssl inih libcurl jansson
 WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wvla -Werror
 HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
@@ -47,7 +47,10 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 #   prlimit, unshare, mount: util-linux, mount; man: man-db, groff-base;
 #   systemd-analyze: systemd; postfix, saslpasswd2 and SASL PLAIN/LOGIN: postfix,
 #   sasl2-bin, libsasl2-modules.
-DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev
+# OAuth2: libcurl (HTTPS to the token endpoint, its multi interface on our libev loop) and
+# jansson (the endpoint's JSON): Debian's, kept, and made for exactly this.
+DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev \
+              libcurl4-openssl-dev libjansson-dev
 DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-cryptography \
               swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
               postfix sasl2-bin libsasl2-modules clang libclang-rt-dev valgrind \

@@ -94,12 +94,9 @@ is_field(const char *s)
 	return (1);
 }
 
-/*
- * 1 if ${t} is an RFC 6750 b64token: letters, digits, "-._~+/", then any '='.
- * Anything else (a \1, a CR, a space) would let a token end the frame it sits in.
- */
-static int
-is_b64token(const char *t)
+/* Anything but a b64token (a \1, a CR, a space) would let a token end the frame it sits in. */
+int
+auth_is_b64token(const char *t)
 {
 	size_t i, n = strlen(t);
 
@@ -132,7 +129,7 @@ auth_xoauth2(const char *user, const char *token, char *out, size_t size)
 {
 	struct raw r;
 
-	if (!is_field(user) || !is_b64token(token))
+	if (!is_field(user) || !auth_is_b64token(token))
 		return (-1);
 	r.n = 0;
 	r.full = 0;
@@ -152,7 +149,7 @@ auth_oauthbearer(const char *user, const char *host, int port, const char *token
 	struct raw r;
 	size_t i;
 
-	if (!is_field(user) || !is_field(host) || !is_b64token(token) || port < 0 ||
+	if (!is_field(user) || !is_field(host) || !auth_is_b64token(token) || port < 0 ||
 	    port > 65535)
 		return (-1);
 	r.n = 0;

@@ -39,6 +39,13 @@ int auth_oauthbearer(const char *user, const char *host, int port, const char *t
     char *out, size_t size);
 
 /**
+ * auth_is_b64token(t):
+ * 1 if ${t} is an RFC 6750 b64token of at most AUTH_TOKEN_MAX bytes: letters, digits,
+ * "-._~+/", then any '='; else 0.
+ */
+int auth_is_b64token(const char *t);
+
+/**
  * auth_unb64(s, n, out, size, lenp):
  * Decode the ${n} base64 characters at ${s} into ${out} and store the byte count in
  * ${lenp}; 0, or -1 if they are not base64 (length not a multiple of 4, a stray byte)

@@ -136,7 +136,9 @@ check_credentials(struct loader *ld)
 	char addr[INET6_ADDRSTRLEN];
 
 	if (c->up.username[0] != '\0') {
-		if (c->up.password[0] != '\0' && c->up.password_file[0] != '\0')
+		if (UPSTREAM_OAUTH2(&c->up))
+			;	/* the token's keys: config_check_oauth2() */
+		else if (c->up.password[0] != '\0' && c->up.password_file[0] != '\0')
 			config_err(ld, fline, "set password or password_file, not both");
 		else if (c->up.password_file[0] != '\0')
 			(void)read_password_file(ld);
@@ -186,6 +188,7 @@ config_check(struct loader *ld)
 	check_listen(ld);
 	check_names(ld);
 	check_credentials(ld);
+	config_check_oauth2(ld);
 	if (ld->nerr == 0)
 		make_tls(ld);
 }

@@ -92,7 +92,12 @@ static const struct key_name min_tls_names[] = {
 };
 static const struct key_name auth_names[] = {
 	{ "auto", UP_AUTH_AUTO }, { "plain", UP_AUTH_PLAIN }, { "login", UP_AUTH_LOGIN },
+	{ "xoauth2", UP_AUTH_XOAUTH2 }, { "oauthbearer", UP_AUTH_OAUTHBEARER },
 	{ NULL, 0 }
+};
+static const struct key_name flow_names[] = {
+	{ "client_credentials", OAUTH2_CLIENT_CREDENTIALS }, { "refresh_token", OAUTH2_REFRESH_TOKEN },
+	{ "jwt_bearer", OAUTH2_JWT_BEARER }, { "command", OAUTH2_COMMAND }, { NULL, 0 }
 };
 static const struct key_name level_names[] = {
 	{ "error", L_ERROR }, { "warn", L_WARN }, { "info", L_INFO }, { "debug", L_DEBUG },
@@ -115,6 +120,7 @@ static const struct key keys[] = {
 	    "expected seconds, 0..3600"),
 	UINT("proxy", "first_command_timeout", "30", C(first_command_timeout), 1, 86400,
 	    "expected seconds, 1..86400"),
+	PATH("proxy", "state_dir", "/var/lib/smtp-tls-proxy", C(state_dir)),
 	STR("upstream", "host", "", U(host)),
 	UINT("upstream", "port", "587", U(port), 1, 65535, "expected a port, 1..65535"),
 	ENUM("upstream", "tls", "", U(tls), tls_names, NULL),
@@ -133,6 +139,18 @@ static const struct key keys[] = {
 	UINT("upstream", "auth_retry_after", "300", U(auth_retry_after), 0, 86400,
 	    "expected seconds, 0..86400 (0: no back-off)"),
 	STR("upstream", "tls_ciphers", "", U(tls_ciphers)),
+	ENUM("upstream", "oauth2_flow", "", U(oauth2_flow), flow_names, NULL),
+	STR("upstream", "oauth2_token_url", "", U(oauth2_token_url)),
+	STR("upstream", "oauth2_client_id", "", U(oauth2_client_id)),
+	STR("upstream", "oauth2_client_secret", "", U(oauth2_client_secret)),
+	PATH("upstream", "oauth2_client_secret_file", "", U(oauth2_client_secret_file)),
+	STR("upstream", "oauth2_scope", "", U(oauth2_scope)),
+	PATH("upstream", "oauth2_refresh_token_file", "", U(oauth2_refresh_token_file)),
+	PATH("upstream", "oauth2_key_file", "", U(oauth2_key_file)),
+	STR("upstream", "oauth2_subject", "", U(oauth2_subject)),
+	STR("upstream", "oauth2_token_command", "", U(oauth2_token_command)),
+	STR("upstream", "oauth2_device_url", "", U(oauth2_device_url)),
+	PATH("upstream", "oauth2_ca_file", "", U(oauth2_ca_file)),
 	UINT("limits", "max_recipients", "100", C(max_recipients), 1, 100000, NULL),
 	UINT("limits", "max_message_size", "52428800", C(max_message_size), 0, 4294967295UL,
 	    "expected bytes, 0..4294967295 (0: the upstream's SIZE only)"),
@@ -508,7 +526,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 			    "with \" ;\" in it in password_file");
 		if ((why = set_key(ld->c, &keys[i], value, buf, sizeof(buf))) != NULL)
 			config_err(ld, ld->line, "%s = %s: %s", name,
-			    strcmp(name, "password") == 0 ? "********" : value, why);
+			    strcmp(name, "password") == 0 ||
+			    strcmp(name, "oauth2_client_secret") == 0 ? "********" : value, why);
 		return (1);
 	}
 	config_err(ld, ld->line, "unknown key '%s' in [%s]", name, section);
@@ -616,6 +635,7 @@ config_load(const char *path, char *errs, size_t errsize)
 		return (NULL);
 	}
 	c->refs = 1;
+	snprintf(c->up.name, sizeof(c->up.name), "default");
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	ld.c = c;
 	for (i = 0; i < NKEYS; i++)
@@ -661,7 +681,23 @@ config_unref(struct config *c)
 		return;
 	tlsctx_free(c->up.tlsctx);
 	OPENSSL_cleanse(c->up.password, sizeof(c->up.password));
+	OPENSSL_cleanse(c->up.oauth2_client_secret, sizeof(c->up.oauth2_client_secret));
+	if (c->up.oauth2_key_pem != NULL) {
+		OPENSSL_cleanse(c->up.oauth2_key_pem, strlen(c->up.oauth2_key_pem));
+		free(c->up.oauth2_key_pem);
+	}
 	free(c);
+}
+
+const char *
+config_flow_str(enum oauth2_flow f)
+{
+	size_t i;
+
+	for (i = 0; flow_names[i].name != NULL; i++)
+		if (flow_names[i].value == (int)f)
+			return (flow_names[i].name);
+	return ("none");
 }
 
 const char *

@@ -12,7 +12,12 @@
 #define CONFIG_MAX_ALLOW	64
 
 enum up_tls { UP_TLS_STARTTLS, UP_TLS_IMPLICIT };
-enum up_auth { UP_AUTH_AUTO, UP_AUTH_PLAIN, UP_AUTH_LOGIN };
+enum up_auth { UP_AUTH_AUTO, UP_AUTH_PLAIN, UP_AUTH_LOGIN, UP_AUTH_XOAUTH2, UP_AUTH_OAUTHBEARER };
+/* Where an OAuth2 access token comes from (auth_mechanism xoauth2 / oauthbearer). */
+enum oauth2_flow {
+	OAUTH2_NONE, OAUTH2_CLIENT_CREDENTIALS, OAUTH2_REFRESH_TOKEN, OAUTH2_JWT_BEARER,
+	OAUTH2_COMMAND
+};
 
 struct listen_addr {
 	char	 host[64];
@@ -24,6 +29,8 @@ struct listen_addr {
  * "default"; [upstream NAME] sections will fill more of these from the same key rows.
  */
 struct upstream_conf {
+	char		 name[64];		/* "default" for [upstream] */
+	int		 slot;			/* its index: the shared token slot */
 	char		 host[256];
 	int		 port;
 	enum up_tls	 tls;
@@ -40,7 +47,29 @@ struct upstream_conf {
 	unsigned long	 auth_retry_after;	/* seconds of 421 after our login was refused */
 	char		 tls_ciphers[1024];	/* TLS 1.2 cipher list; "" = our default */
 	struct tlsctx	*tlsctx;		/* TLS towards it, with its session cache */
+
+	/* OAuth2: how the proxy gets the access token it logs in with. */
+	enum oauth2_flow oauth2_flow;
+	char		 oauth2_token_url[256];
+	char		 oauth2_client_id[256];
+	char		 oauth2_client_secret[512];	/* wiped on free; or read from the file */
+	char		 oauth2_client_secret_file[PATH_MAX];
+	char		 oauth2_scope[256];
+	char		 oauth2_refresh_token_file[PATH_MAX];
+	char		 oauth2_key_file[PATH_MAX];
+	char		 oauth2_subject[256];		/* jwt_bearer; "" = username */
+	char		 oauth2_token_command[256];
+	char		 oauth2_device_url[256];
+	char		 oauth2_ca_file[PATH_MAX];	/* "" = the system bundle */
+	/* Read from oauth2_key_file (jwt_bearer) when the config is loaded. */
+	char		 oauth2_key_email[256];
+	char		 oauth2_key_token_uri[256];
+	char		*oauth2_key_pem;		/* the private key; wiped and freed */
 };
+
+/* 1 if ${up} logs in with an OAuth2 token (auth_mechanism xoauth2 or oauthbearer). */
+#define UPSTREAM_OAUTH2(up) \
+	((up)->auth_mechanism == UP_AUTH_XOAUTH2 || (up)->auth_mechanism == UP_AUTH_OAUTHBEARER)
 
 /*
  * A loaded configuration. Immutable once config_load() returns and shared by
@@ -63,6 +92,7 @@ struct config {
 	unsigned long	 workers;		/* event-loop processes; 0 = one per CPU */
 	unsigned long	 shutdown_timeout;	/* seconds sessions get to finish on stop */
 	unsigned long	 first_command_timeout;	/* seconds from our 220 to the first command */
+	char		 state_dir[PATH_MAX];	/* what the proxy keeps: rotated refresh tokens */
 
 	/* [upstream] */
 	struct upstream_conf up;
@@ -105,5 +135,11 @@ void config_unref(struct config *c);
  * "starttls" or "implicit".
  */
 const char *config_tls_str(enum up_tls t);
+
+/**
+ * config_flow_str(f):
+ * "client_credentials", "refresh_token", "jwt_bearer", "command" or "none".
+ */
+const char *config_flow_str(enum oauth2_flow f);
 
 #endif

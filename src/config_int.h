@@ -45,4 +45,7 @@ int config_has_control(const char *v);
 /* The checks across keys, after every line was read without error. */
 void config_check(struct loader *ld);
 
+/* The OAuth2 keys of the upstream (confoauth2.c), from config_check(). */
+void config_check_oauth2(struct loader *ld);
+
 #endif

@@ -311,7 +311,7 @@ test_config_bad_values_with_line(void **state)
 		{ "tls = ssl", "upstream", "expected starttls or implicit" },
 		{ "verify = maybe", "upstream", "verify = maybe: expected yes or no" },
 		{ "min_tls = 1.1", "upstream", "expected 1.2 or 1.3" },
-		{ "auth_mechanism = cram-md5", "upstream", "expected auto, plain or login" },
+		{ "auth_mechanism = cram-md5", "upstream", "expected auto, plain, login, xoauth2 or oauthbearer" },
 		{ "level = trace", "log", "level = trace: expected error, warn, info or debug" },
 		{ "format = xml", "log", "expected text or json" },
 	};
