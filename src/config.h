@@ -65,6 +65,8 @@ struct upstream_conf {
 	char		 oauth2_key_email[256];
 	char		 oauth2_key_token_uri[256];
 	char		*oauth2_key_pem;		/* the private key; wiped and freed */
+	/* Names these settings: a token is kept across a reload only while it is the same. */
+	unsigned long long oauth2_fp;
 };
 
 /* 1 if ${up} logs in with an OAuth2 token (auth_mechanism xoauth2 or oauthbearer). */

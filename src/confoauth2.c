@@ -205,6 +205,28 @@ flow(struct loader *ld)
 	}
 }
 
+/* FNV-1a over every setting a token depends on, secrets included (the hash stays inside). */
+static unsigned long long
+fingerprint(const struct upstream_conf *up)
+{
+	const char *const parts[] = {
+		up->name, up->username, up->oauth2_token_url, up->oauth2_client_id,
+		up->oauth2_client_secret, up->oauth2_scope, up->oauth2_refresh_token_file,
+		up->oauth2_key_email, up->oauth2_subject, up->oauth2_token_command,
+		up->oauth2_ca_file, config_flow_str(up->oauth2_flow),
+	};
+	unsigned long long h = 14695981039346656037ULL;
+	const char *s;
+	size_t i;
+
+	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		for (s = parts[i]; *s != '\0'; s++)
+			h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+		h = (h ^ 0xff) * 1099511628211ULL;	/* "ab","c" is not "a","bc" */
+	}
+	return (h);
+}
+
 void
 config_check_oauth2(struct loader *ld)
 {
@@ -242,4 +264,5 @@ config_check_oauth2(struct loader *ld)
 	if (up->oauth2_subject[0] == '\0')
 		snprintf(up->oauth2_subject, sizeof(up->oauth2_subject), "%s", up->username);
 	flow(ld);
+	up->oauth2_fp = fingerprint(up);
 }

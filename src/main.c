@@ -28,9 +28,11 @@
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
+#include "oauth2.h"
 #include "resolve.h"
 #include "session.h"
 #include "shared.h"
+#include "upstream.h"
 
 #define VERSION "0.2.0"
 #define DEFAULT_CONFIG "/etc/smtp-tls-proxy/smtp-tls-proxy.ini"
@@ -50,7 +52,7 @@ static struct listeners *listeners;
 static struct worker workers[MAX_WORKERS];
 static int generation;
 static int stopping;
-static ev_signal sig_term, sig_int, sig_hup;
+static ev_signal sig_term, sig_int, sig_hup, sig_usr2;
 static ev_timer status_timer, watchdog_timer, stop_timer, restart_timer;
 static double watchdog_interval;
 static ev_tstamp restart_window;
@@ -193,6 +195,8 @@ worker_main(int slot)
 	for (i = 0; i < MAX_WORKERS; i++)
 		if (workers[i].pid > 0)
 			ev_child_stop(loop, &workers[i].child);
+	/* Tokens are the main process's business; sig_usr2 stays, it now wakes sessions. */
+	oauth2_forget(loop);
 	signal(SIGHUP, SIG_IGN);	/* reloads are the main process's business */
 	ev_signal_init(&w_term, w_stop, SIGTERM);
 	ev_signal_init(&w_int, w_stop, SIGINT);
@@ -432,6 +436,30 @@ on_stop(struct ev_loop *l, ev_signal *w, int revents)
 		ev_break(l, EVBREAK_ALL);
 }
 
+/* A token or a token failure was published: every worker's waiting sessions look. */
+static void
+wake_workers(void)
+{
+	signal_generation(-1, SIGUSR2);
+}
+
+/*
+ * SIGUSR2 goes both ways: a worker asks the main process for a token, the main process
+ * tells workers one is there. One watcher, inherited across fork(), so a worker is
+ * never without a handler for it (the default action would kill it).
+ */
+static void
+on_usr2(struct ev_loop *l, ev_signal *w, int revents)
+{
+	(void)l;
+	(void)w;
+	(void)revents;
+	if (getpid() == main_pid)
+		oauth2_poll();
+	else
+		upstream_token_wake();
+}
+
 /* One config.warning line per warning in ${text}: what -t would print. */
 static void
 log_warnings(const char *text)
@@ -480,6 +508,7 @@ on_reload(struct ev_loop *l, ev_signal *w, int revents)
 		log_warnings(n->warnings);
 		config_unref(cfg);
 		cfg = n;
+		oauth2_configure(loop, cfg, wake_workers);
 		/* The new generation accepts at once; the old one stops accepting and drains. */
 		spawn_generation();
 		signal_generation(old, SIGTERM);
@@ -549,6 +578,8 @@ start_signals(void)
 	ev_signal_start(loop, &sig_term);
 	ev_signal_start(loop, &sig_int);
 	ev_signal_start(loop, &sig_hup);
+	ev_signal_init(&sig_usr2, on_usr2, SIGUSR2);
+	ev_signal_start(loop, &sig_usr2);
 	ev_timer_init(&restart_timer, on_restart_timer, 1., 0.);
 }
 
@@ -600,6 +631,8 @@ main(int argc, char **argv)
 		return (1);
 	start_signals();
 	log_start();
+	/* Before the workers: a session that comes first finds the fetch already on its way. */
+	oauth2_configure(loop, cfg, wake_workers);
 	spawn_generation();
 	/* Every socket is bound and the config loaded: connections queue until accepted. */
 	notify_send("READY=1");
@@ -609,6 +642,7 @@ main(int argc, char **argv)
 	log_begin(&l, L_INFO, NULL, "proxy.exit");
 	log_num(&l, "sessions", shared_sessions());
 	log_end(&l);
+	oauth2_shutdown();
 	listeners_free(listeners);
 	config_unref(cfg);
 	ev_loop_destroy(loop);

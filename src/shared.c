@@ -10,7 +10,10 @@
 #include <assert.h>
 #include <stddef.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
+
+#include <openssl/crypto.h>
 
 #include "shared.h"
 
@@ -38,6 +41,15 @@ struct auth_backoff {
 	long long	 until_ms;	/* CLOCK_MONOTONIC */
 };
 
+/* One upstream's OAuth2 access token (shared.h). */
+struct token_slot {
+	int		 lock;
+	unsigned long long fp;
+	struct shared_token_info info;
+	int		 asked;		/* SHARED_TOKEN_* bits */
+	char		 token[SHARED_TOKEN_MAX + 1];
+};
+
 struct shared {
 	long	 sessions;	/* running now, all workers */
 	long	 upstreams;	/* upstream sessions held now, all workers */
@@ -50,6 +62,7 @@ struct shared {
 	int		 clients_lock;
 	struct client_slot clients[SHARED_CLIENTS];
 	struct auth_backoff auth;
+	struct token_slot tokens[SHARED_TOKENS];
 };
 
 static struct shared local;
@@ -64,6 +77,8 @@ shared_init(void)
 
 	if (p == MAP_FAILED)
 		return (-1);
+	/* Access tokens live here: keep them out of core dumps. */
+	(void)madvise(p, sizeof(struct shared), MADV_DONTDUMP);
 	st = p;
 	return (0);
 }
@@ -347,4 +362,127 @@ shared_tls_get(const char *key, unsigned long *genp, unsigned char *der, size_t 
 	*genp = sh->gen;
 	shared_unlock(&sh->lock);
 	return (len);
+}
+
+long long
+shared_now_ms(void)
+{
+	return (mono_ms());
+}
+
+/* The slot for ${slot}, locked and made ${fp}'s when ${claim}; NULL if busy or another's. */
+static struct token_slot *
+token_lock(int slot, unsigned long long fp, int claim)
+{
+	struct token_slot *t;
+
+	if (slot < 0 || slot >= SHARED_TOKENS)
+		return (NULL);
+	t = &st->tokens[slot];
+	if (shared_lock(&t->lock) != 0)
+		return (NULL);
+	if (t->fp != fp) {
+		if (!claim) {
+			shared_unlock(&t->lock);
+			return (NULL);
+		}
+		OPENSSL_cleanse(t->token, sizeof(t->token));
+		memset(&t->info, 0, sizeof(t->info));
+		t->asked = 0;
+		t->fp = fp;
+	}
+	return (t);
+}
+
+void
+shared_token_put(int slot, unsigned long long fp, const char *token, long long expires_ms,
+    long long expires_unix)
+{
+	struct token_slot *t;
+	size_t n = strlen(token);
+
+	if (n > SHARED_TOKEN_MAX || (t = token_lock(slot, fp, 1)) == NULL)
+		return;
+	memcpy(t->token, token, n + 1);
+	t->info.gen++;
+	t->info.expires_ms = expires_ms;
+	t->info.expires_unix = expires_unix;
+	t->info.failing = t->info.fetching = 0;
+	t->info.why[0] = '\0';
+	shared_unlock(&t->lock);
+}
+
+void
+shared_token_fetching(int slot, unsigned long long fp, int on)
+{
+	struct token_slot *t;
+
+	if ((t = token_lock(slot, fp, 1)) == NULL)
+		return;
+	t->info.fetching = on;
+	shared_unlock(&t->lock);
+}
+
+void
+shared_token_fail(int slot, unsigned long long fp, const char *why)
+{
+	struct token_slot *t;
+
+	if ((t = token_lock(slot, fp, 1)) == NULL)
+		return;
+	t->info.fails++;
+	t->info.failing = 1;
+	t->info.fetching = 0;
+	snprintf(t->info.why, sizeof(t->info.why), "%s", why);
+	shared_unlock(&t->lock);
+}
+
+size_t
+shared_token_get(int slot, unsigned long long fp, char *out, size_t size,
+    struct shared_token_info *info)
+{
+	struct token_slot *t;
+	size_t n = 0;
+
+	memset(info, 0, sizeof(*info));
+	if ((t = token_lock(slot, fp, 0)) == NULL)
+		return (0);
+	*info = t->info;
+	if (t->info.expires_ms > mono_ms() && (n = strlen(t->token)) < size)
+		memcpy(out, t->token, n + 1);
+	else
+		n = 0;
+	shared_unlock(&t->lock);
+	return (n);
+}
+
+void
+shared_token_ask(int slot, unsigned long long fp, int what, unsigned long gen)
+{
+	struct token_slot *t;
+
+	if ((t = token_lock(slot, fp, 0)) == NULL)
+		return;
+	/* Only the first report of a refused token counts; later ones are about the same. */
+	if (what == SHARED_TOKEN_REFUSED && gen == t->info.gen && t->info.expires_ms != 0) {
+		t->info.expires_ms = 0;
+		t->asked |= what;
+	} else if (what == SHARED_TOKEN_WANT) {
+		t->asked |= what;
+	}
+	shared_unlock(&t->lock);
+}
+
+int
+shared_token_requests(int slot, unsigned long long fp)
+{
+	struct token_slot *t;
+	int asked;
+
+	if ((t = token_lock(slot, fp, 0)) == NULL)
+		return (0);
+	asked = t->asked;
+	t->asked = 0;
+	shared_unlock(&t->lock);
+	return (asked);
 }

@@ -18,6 +18,9 @@ struct sockaddr;
 #define SHARED_TLS_DER	8192
 /* Worker slots with a heartbeat. */
 #define SHARED_WORKERS	64
+/* Upstreams with an OAuth2 token, and the longest token (AUTH_TOKEN_MAX). */
+#define SHARED_TOKENS	16
+#define SHARED_TOKEN_MAX 8192
 
 /**
  * shared_init():
@@ -130,5 +133,69 @@ void shared_tls_put(const char *key, const unsigned char *der, unsigned len,
  */
 unsigned shared_tls_get(const char *key, unsigned long *genp, unsigned char *der,
     size_t size);
+
+/*
+ * OAuth2 access tokens, one slot per upstream (its index, below SHARED_TOKENS): the
+ * main process fetches and puts them, workers take copies. A slot belongs to one set of
+ * OAuth2 settings, named by a fingerprint: a worker of an older configuration never
+ * logs in with a token meant for another. Expiry is CLOCK_MONOTONIC milliseconds.
+ */
+struct shared_token_info {
+	unsigned long	 gen;		/* of the token held; 0 = none yet */
+	unsigned long	 fails;		/* fetches that failed so far */
+	int		 fetching;	/* a fetch is on its way */
+	int		 failing;	/* the last fetch failed, for ${why} */
+	long long	 expires_ms;	/* 0 = none, or invalidated */
+	long long	 expires_unix;	/* the same, as Unix time, for logs and metrics */
+	char		 why[256];
+};
+
+/* What workers ask of the main process (shared_token_requests). */
+#define SHARED_TOKEN_WANT	1	/* a session waits and there is no valid token */
+#define SHARED_TOKEN_REFUSED	2	/* the server refused the current token */
+
+/**
+ * shared_token_put(slot, fp, token, expires_ms, expires_unix):
+ * Publish the access ${token} for the settings ${fp}: a new generation, valid until
+ * ${expires_ms}; clears failing and fetching.
+ */
+void shared_token_put(int slot, unsigned long long fp, const char *token, long long expires_ms,
+    long long expires_unix);
+
+/**
+ * shared_token_fetching(slot, fp, on), shared_token_fail(slot, fp, why):
+ * A fetch for ${fp} started / ended (on = 0) without a token; a failed one counts and
+ * keeps ${why}. A token still valid stays usable.
+ */
+void shared_token_fetching(int slot, unsigned long long fp, int on);
+void shared_token_fail(int slot, unsigned long long fp, const char *why);
+
+/**
+ * shared_token_get(slot, fp, out, size, info):
+ * Fill *${info} (all zero when the slot holds other settings); when it holds a token for
+ * ${fp} that has not expired, copy it to ${out} (${size} bytes) and return its length,
+ * else 0. The caller wipes ${out} after use.
+ */
+size_t shared_token_get(int slot, unsigned long long fp, char *out, size_t size,
+    struct shared_token_info *info);
+
+/**
+ * shared_token_ask(slot, fp, what, gen):
+ * A worker asks the main process for a token: SHARED_TOKEN_WANT, or SHARED_TOKEN_REFUSED
+ * for the token of generation ${gen} (then it is no longer handed out, if still current).
+ */
+void shared_token_ask(int slot, unsigned long long fp, int what, unsigned long gen);
+
+/**
+ * shared_token_requests(slot, fp):
+ * The SHARED_TOKEN_* bits asked for ${fp} since the last call, cleared (main process).
+ */
+int shared_token_requests(int slot, unsigned long long fp);
+
+/**
+ * shared_now_ms():
+ * CLOCK_MONOTONIC in milliseconds, the clock of token expiry.
+ */
+long long shared_now_ms(void);
 
 #endif

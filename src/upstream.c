@@ -4,6 +4,9 @@
  *   RESOLVE -> CONNECT --(implicit)--> TLS -> GREET -> EHLO2 -> [AUTH...] -> ready
  *                 \--(starttls)--> GREET -> EHLO1 -> STARTTLS -> TLS -> EHLO2 ...
  *
+ * An OAuth2 login waits in TOKEN while the main process has no valid token for it yet
+ * (at start, or after the server refused one: then one fresh token, one more AUTH).
+ *
  * A connect failure or timeout moves to the next address; every other failure
  * ends the preparation with a 421 for the client and one upstream.fail log line.
  * Each step is bounded by [proxy] timeout, the whole by [upstream] connect_timeout.
@@ -19,9 +22,11 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -40,15 +45,15 @@
 #define UP_OUTCAP	(256 * 1024)
 
 enum up_state {
-	UP_RESOLVE, UP_CONNECT, UP_TLS, UP_GREET, UP_EHLO1, UP_STARTTLS, UP_EHLO2, UP_AUTH,
-	UP_NSTATES
+	UP_RESOLVE, UP_CONNECT, UP_TLS, UP_GREET, UP_EHLO1, UP_STARTTLS, UP_EHLO2, UP_TOKEN,
+	UP_AUTH, UP_NSTATES
 };
 
 /* Indexed by the enum, so a state added without its name fails to build. */
 static const char *const state_names[] = {
 	[UP_RESOLVE] = "resolve", [UP_CONNECT] = "connect", [UP_TLS] = "tls",
 	[UP_GREET] = "greeting", [UP_EHLO1] = "ehlo", [UP_STARTTLS] = "starttls",
-	[UP_EHLO2] = "ehlo-tls", [UP_AUTH] = "auth",
+	[UP_EHLO2] = "ehlo-tls", [UP_TOKEN] = "token", [UP_AUTH] = "auth",
 };
 _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == UP_NSTATES,
     "every upstream state has a name");
@@ -71,6 +76,11 @@ struct upstream {
 	ev_tstamp	 tls_start;
 	struct smtp_caps caps;
 	struct login	 login;		/* in UP_AUTH: where the proxy's own login is */
+	char		*token;		/* an OAuth2 login's access token, while it runs */
+	unsigned long	 token_gen;	/* its generation in the shared cache */
+	unsigned long	 token_fails;	/* failed fetches seen when the wait began */
+	int		 token_retried;	/* the server refused one token already */
+	struct upstream	*wprev, *wnext;	/* in UP_TOKEN: on the waiting list */
 	upstream_cb	*cb;
 	void		*arg;
 	int		 depth;		/* nesting of handlers, so the outermost frees */
@@ -83,6 +93,9 @@ struct upstream {
 			"(usually 587 or 25)"
 
 static void up_event(struct conn *, int, void *);
+
+/* The upstreams of this worker waiting in UP_TOKEN. */
+static struct upstream *waiting;
 
 /* The one way the preparation moves on: every transition is a debug line "a -> b". */
 static void
@@ -101,11 +114,37 @@ up_enter(struct upstream *u, enum up_state next)
 }
 static void try_next(struct upstream *);
 
+static void
+unwait(struct upstream *u)
+{
+	if (u->wprev == NULL && waiting != u)
+		return;	/* not on the list */
+	if (u->wprev != NULL)
+		u->wprev->wnext = u->wnext;
+	else if (waiting == u)
+		waiting = u->wnext;
+	if (u->wnext != NULL)
+		u->wnext->wprev = u->wprev;
+	u->wprev = u->wnext = NULL;
+}
+
+static void
+token_drop(struct upstream *u)
+{
+	if (u->token == NULL)
+		return;
+	OPENSSL_cleanse(u->token, strlen(u->token));
+	free(u->token);
+	u->token = NULL;
+}
+
 /* End: stop everything ${u} waits for and mark it dead; the memory stays for the handlers. */
 static void
 up_close(struct upstream *u)
 {
 	u->dead = 1;
+	unwait(u);
+	token_drop(u);
 	ev_timer_stop(u->loop, &u->timer);
 	ev_timer_stop(u->loop, &u->deadline);
 	resolve_cancel(u->res);
@@ -286,6 +325,99 @@ send_ehlo(struct upstream *u, enum up_state next)
 	up_send(u, line);
 }
 
+/* The main process is asked through the shared mapping, then woken. */
+static void
+ask_main(const struct upstream_conf *up, int what, unsigned long gen)
+{
+	shared_token_ask(up->slot, up->oauth2_fp, what, gen);
+	(void)kill(getppid(), SIGUSR2);
+}
+
+/* Log in with ${tok} (generation ${gen}), kept in u->token for redaction until the end. */
+static void
+token_send(struct upstream *u, const char *tok, unsigned long gen)
+{
+	const struct upstream_conf *up = &u->cfg->up;
+	char *line, why[300];
+	size_t size = 2 * SHARED_TOKEN_MAX;
+
+	token_drop(u);
+	if ((u->token = strdup(tok)) == NULL || (line = malloc(size)) == NULL) {
+		up_fail(u, "4.3.0", "internal error", "auth", "out of memory");
+		return;
+	}
+	u->token_gen = gen;
+	if (login_start_token(&u->login, up, up->auth_mechanism == UP_AUTH_XOAUTH2 ?
+	    LOGIN_XOAUTH2 : LOGIN_OAUTHBEARER, u->token, line, size, why, sizeof(why)) != 0) {
+		free(line);
+		up_fail(u, "4.7.0", "upstream login token unusable", "auth", why);
+		return;
+	}
+	conn_secret(u->c, 1);
+	up_enter(u, UP_AUTH);
+	up_send(u, line);
+	OPENSSL_cleanse(line, size);
+	free(line);
+}
+
+/*
+ * An OAuth2 login: with the cached token when there is one (after a refusal, only a
+ * newer one), else wait in UP_TOKEN for the main process. A fetch that failed since the
+ * wait began, or before it and nothing on its way, greets the device 421 4.7.0: a token
+ * problem is never a 5xx, the device tries again later.
+ */
+static void
+token_login(struct upstream *u, int first)
+{
+	const struct upstream_conf *up = &u->cfg->up;
+	struct shared_token_info info;
+	char *tok;
+	size_t n;
+
+	if ((tok = malloc(SHARED_TOKEN_MAX + 1)) == NULL) {
+		up_fail(u, "4.3.0", "internal error", "token", "out of memory");
+		return;
+	}
+	n = shared_token_get(up->slot, up->oauth2_fp, tok, SHARED_TOKEN_MAX + 1, &info);
+	if (n > 0 && (!u->token_retried || info.gen > u->token_gen)) {
+		unwait(u);
+		u->token_fails = info.fails;	/* after a refusal, only new failures count */
+		token_send(u, tok, info.gen);
+	} else if (info.failing && ((first && !info.fetching) || info.fails > u->token_fails)) {
+		unwait(u);
+		up_enter(u, UP_TOKEN);
+		up_fail(u, "4.7.0", "upstream login token unavailable, try again later",
+		    "oauth2", info.why);
+	} else if (u->state != UP_TOKEN) {
+		u->token_fails = info.fails;
+		up_enter(u, UP_TOKEN);
+		u->wnext = waiting;
+		if (waiting != NULL)
+			waiting->wprev = u;
+		waiting = u;
+		arm(u);
+		ask_main(up, SHARED_TOKEN_WANT, 0);
+	}
+	OPENSSL_cleanse(tok, SHARED_TOKEN_MAX + 1);
+	free(tok);
+}
+
+void
+upstream_token_wake(void)
+{
+	struct upstream *u, *next;
+
+	for (u = waiting; u != NULL; u = next) {
+		enter(u);
+		token_login(u, 0);
+		next = u->wnext;
+		/* Out of the list now (it went on or failed): start over from the head. */
+		if (u->dead || u->state != UP_TOKEN)
+			next = waiting;
+		leave(u);
+	}
+}
+
 static void
 start_auth(struct upstream *u)
 {
@@ -300,6 +432,10 @@ start_auth(struct upstream *u)
 		    "auth_retry_after back-off");
 		return;
 	}
+	if (UPSTREAM_OAUTH2(&u->cfg->up)) {
+		token_login(u, 1);
+		return;
+	}
 	if (login_start(&u->login, &u->cfg->up, &u->caps, line, sizeof(line), why,
 	    sizeof(why)) != 0) {
 		up_fail(u, "4.7.0", "upstream offers no usable AUTH mechanism", "auth", why);
@@ -309,6 +445,27 @@ start_auth(struct upstream *u)
 	up_enter(u, UP_AUTH);
 	up_send(u, line);
 	OPENSSL_cleanse(line, sizeof(line));
+}
+
+/* The server refused the token: tell the main process, log it, wait for a fresh one. */
+static void
+retry_token(struct upstream *u, const char *reply, size_t len)
+{
+	char text[300];
+	struct logline l;
+
+	snprintf(text, sizeof(text), "%.*s", (int)(len >= 2 ? len - 2 : len), reply);
+	login_redact(&u->cfg->up, u->token, text, strlen(text));
+	u->token_retried = 1;
+	token_drop(u);
+	log_begin(&l, L_INFO, u->sid, "auth.retry");
+	log_str(&l, "upstream", u->cfg->up.name);
+	log_str(&l, "mech", login_mech_str(u->login.mech));
+	log_str(&l, "reply", text);
+	log_str(&l, "msg", "the upstream refused the token; one more login with a fresh one");
+	log_end(&l);
+	ask_main(&u->cfg->up, SHARED_TOKEN_REFUSED, u->token_gen);
+	token_login(u, 0);
 }
 
 /* A reply during the proxy's own login. */
@@ -323,11 +480,16 @@ auth_reply(struct upstream *u, const char *reply, size_t len, int code)
 		OPENSSL_cleanse(line, sizeof(line));
 		return;
 	case LOGIN_OK:
-		login_report(&u->login, &u->cfg->up, NULL, u->sid, reply, len, 1);
+		login_report(&u->login, &u->cfg->up, u->token, u->sid, reply, len, 1);
+		token_drop(u);
 		up_ready(u);
 		return;
 	case LOGIN_REFUSED:
-		login_report(&u->login, &u->cfg->up, NULL, u->sid, reply, len, 0);
+		if (u->token != NULL && login_token_refused(&u->login) && !u->token_retried) {
+			retry_token(u, reply, len);
+			return;
+		}
+		login_report(&u->login, &u->cfg->up, u->token, u->sid, reply, len, 0);
 		up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
 		return;
 	}

@@ -37,4 +37,11 @@ struct upstream *upstream_start(struct ev_loop *loop, struct config *cfg, const 
  */
 void upstream_cancel(struct upstream *u);
 
+/**
+ * upstream_token_wake():
+ * The main process published an OAuth2 token or a failure (SIGUSR2): every preparation
+ * of this worker waiting for a token looks again.
+ */
+void upstream_token_wake(void);
+
 #endif
