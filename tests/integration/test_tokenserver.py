@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import tokenserver
+import upstream as upstream_mod
+from smtpwire import Client
 from tokenserver import GRANT_CC, GRANT_DEVICE, GRANT_JWT, GRANT_RT, TokenServer
 
 B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
@@ -355,3 +357,135 @@ def test_secrets_lists_everything(ts, post):
     for x in (ts.client_secret, rt0, a, b["access_token"], b["refresh_token"]):
         assert x in s
     assert tokenserver.INVALID_CLIENT[0] == "invalid_client"
+
+
+# ---- the test upstream's XOAUTH2 / OAUTHBEARER, against this endpoint's tokens ----------------
+
+def tls_client(certs, up):
+    """An SMTP client over implicit TLS to Upstream ${up}, greeted and EHLO'd; (client, caps)."""
+    c = Client(up.port)
+    ctx = ssl.create_default_context(cafile=certs["ca"][0])
+    c.sock = ctx.wrap_socket(c.sock, server_hostname="mail.test")
+    assert c.read_reply().code == 220
+    return c, c.expect("EHLO device.test", 250).lines
+
+
+def xoauth2(user, tok):
+    return base64.b64encode(("user=%s\x01auth=Bearer %s\x01\x01" % (user, tok)).encode()).decode()
+
+
+def oauthbearer(user, tok, port, host="mail.test"):
+    u = user.replace("=", "=3D").replace(",", "=2C")
+    s = "n,a=%s,\x01host=%s\x01port=%d\x01auth=Bearer %s\x01\x01" % (u, host, port, tok)
+    return base64.b64encode(s.encode()).decode()
+
+
+@pytest.fixture
+def oauth_up(upstream, ts):
+    """(upstream that checks tokens with ts, a valid token)."""
+    up = upstream("implicit", token_check=ts.valid)
+    return up, ts._issue(False)["access_token"]
+
+
+def test_upstream_offers_token_mechanisms_only_when_asked(certs, upstream, ts):
+    plain = upstream("implicit")
+    c, caps = tls_client(certs, plain)
+    assert "AUTH PLAIN LOGIN" in caps and not any("XOAUTH2" in l for l in caps)
+    assert c.expect("AUTH XOAUTH2 " + xoauth2("u", "t"), 504)
+    c.close()
+    up = upstream("implicit", token_check=ts.valid)
+    c, caps = tls_client(certs, up)
+    assert "AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER" in caps
+    assert "AUTH=PLAIN LOGIN XOAUTH2 OAUTHBEARER" in caps
+    c.close()
+
+
+def test_upstream_xoauth2_accepts_a_valid_token_both_ways(certs, oauth_up):
+    up, tok = oauth_up
+    user = upstream_mod.DEFAULT_USER
+    c, _ = tls_client(certs, up)
+    c.expect("AUTH XOAUTH2 " + xoauth2(user, tok), 235)
+    c.close()
+    c, _ = tls_client(certs, up)
+    assert c.expect("AUTH XOAUTH2", 334).raw == b"334 \r\n"
+    c.expect(xoauth2(user, tok), 235)
+    c.expect("MAIL FROM:<a@b.test>", 250)
+    c.close()
+    assert wait_for(lambda: len(up.connections) == 2 and all(x.auth for x in up.connections))
+    assert [x.auth for x in up.connections] == [[("XOAUTH2", user, tok, True)]] * 2
+
+
+def test_upstream_oauthbearer_checks_the_gs2_header_byte_for_byte(certs, upstream, ts):
+    user = "od,d=user@example.test"
+    up = upstream("implicit", token_check=ts.valid, user=user, oauthbearer_host="mail.test")
+    tok = ts._issue(False)["access_token"]
+    c, _ = tls_client(certs, up)
+    c.expect("AUTH OAUTHBEARER " + oauthbearer(user, tok, up.port), 235)
+    c.close()
+    c, _ = tls_client(certs, up)
+    c.expect("AUTH OAUTHBEARER", 334)
+    c.expect(oauthbearer(user, tok, up.port), 235)
+    c.close()
+    good = base64.b64decode(oauthbearer(user, tok, up.port)).decode()
+    bad = [oauthbearer(user, tok, up.port + 1),                  # not our port
+           oauthbearer(user, tok, up.port, host="other.test"),   # not the host
+           b64u(good.replace("=2C", ",").encode()),              # user not escaped
+           base64.b64encode(good[:-1].encode()).decode(),        # one \x01 short
+           base64.b64encode(good.replace("n,a=", "y,a=").encode()).decode(),
+           base64.b64encode(good.replace("Bearer ", "Bearer  ").encode()).decode(),
+           xoauth2(user, tok),                                   # the other mechanism's string
+           "not base64!", "*"]
+    for b in bad:
+        c, _ = tls_client(certs, up)
+        assert c.cmd("AUTH OAUTHBEARER " + b).code == 501, b
+        c.close()
+    assert wait_for(lambda: up.wait_closed() and len(up.connections) == len(bad) + 2)
+    assert [a for x in up.connections for a in x.auth] == [("OAUTHBEARER", user, tok, True)] * 2
+
+
+def test_upstream_xoauth2_malformed(certs, oauth_up):
+    up, tok = oauth_up
+    user = upstream_mod.DEFAULT_USER
+    good = "user=%s\x01auth=Bearer %s\x01\x01" % (user, tok)
+    for s in (good[:-1], good.replace("Bearer", "bearer"), good.replace("user=", "usr="),
+              good + "\x01", "user=\x01auth=Bearer %s\x01\x01" % tok):
+        c, _ = tls_client(certs, up)
+        assert c.cmd("AUTH XOAUTH2 " + base64.b64encode(s.encode()).decode()).code == 501
+        c.close()
+
+
+def test_upstream_refuses_like_microsoft(certs, upstream, ts):
+    up = upstream("implicit", token_check=ts.valid)
+    tok = ts._issue(False)["access_token"]
+    ts.revoke_all()
+    c, _ = tls_client(certs, up)
+    r = c.cmd("AUTH XOAUTH2 " + xoauth2(upstream_mod.DEFAULT_USER, tok))
+    assert r.first.startswith("535 5.7.3 Authentication unsuccessful [")
+    tok = ts._issue(False)["access_token"]
+    r = c.cmd("AUTH XOAUTH2 " + xoauth2("someone@else.test", tok))      # valid, wrong user
+    assert r.code == 535
+    c.expect("AUTH XOAUTH2 " + xoauth2(upstream_mod.DEFAULT_USER, tok), 235)
+    c.close()
+    assert wait_for(lambda: len(up.connections[0].auth) == 3)
+    assert [a[3] for a in up.connections[0].auth] == [False, False, True]
+
+
+@pytest.mark.parametrize("mech,ack", [("XOAUTH2", ""), ("XOAUTH2", "*"),
+                                      ("OAUTHBEARER", "AQ==")])
+def test_upstream_refuses_like_google(certs, upstream, ts_factory, mech, ack):
+    ts = ts_factory(lifetime=0.5)
+    up = upstream("implicit", token_check=ts.valid, token_style="google")
+    tok = ts._issue(False)["access_token"]
+    assert wait_for(lambda: not ts.valid(tok))      # expired
+    c, _ = tls_client(certs, up)
+    ir = xoauth2(upstream_mod.DEFAULT_USER, tok) if mech == "XOAUTH2" else \
+        oauthbearer(upstream_mod.DEFAULT_USER, tok, up.port)
+    r = c.cmd("AUTH %s %s" % (mech, ir))
+    assert r.code == 334
+    assert json.loads(base64.b64decode(r.lines[0])) == {
+        "status": "401", "schemes": "Bearer", "scope": "https://mail.google.com/"}
+    r = c.cmd(ack)
+    assert r.code == 535 and r.lines[0].startswith("5.7.8 Username and Password not accepted")
+    c.close()
+    assert wait_for(lambda: up.connections[0].auth == [(mech, upstream_mod.DEFAULT_USER, tok,
+                                                        False)])
