@@ -1,4 +1,5 @@
 """`smtp-tls-proxy -t -c FILE`: configuration check."""
+import json
 import os
 import re
 import signal
@@ -152,21 +153,42 @@ def test_daemon_logs_config_warnings_at_start_and_on_reload(proxy):
 
 EXAMPLES = os.path.join(REPO, "conf", "examples")
 EXAMPLE_SETUPS = {             # file: lines it must hold (what the admin came for)
-    "gmail.ini": ["host = smtp.gmail.com", "port = 587", "tls = starttls"],
+    "gmail-app-password.ini": ["host = smtp.gmail.com", "port = 587", "tls = starttls"],
+    "gmail-oauth2.ini": ["host = smtp.gmail.com", "port = 587", "auth_mechanism = xoauth2",
+                         "oauth2_flow = jwt_bearer", "oauth2_scope = https://mail.google.com/"],
+    "m365-oauth2.ini": ["host = smtp.office365.com", "port = 587", "auth_mechanism = xoauth2",
+                        "oauth2_flow = client_credentials",
+                        "oauth2_token_url = "
+                        "https://login.microsoftonline.com/TENANT/oauth2/v2.0/token",
+                        "oauth2_scope = https://outlook.office365.com/.default"],
     "microsoft365.ini": ["host = smtp.office365.com", "port = 587", "auth_mechanism = login"],
     "smarthost-465.ini": ["port = 465", "tls = implicit"],
     "two-listeners.ini": ["listen = 0.0.0.0:25, 0.0.0.0:2525"],
 }
 
 
+def _service_account_key():
+    """A Google service-account key as the console hands it out, with a fresh RSA key (-t
+    loads the key, so a stub string would not do)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    return json.dumps({"type": "service_account", "project_id": "stub",
+                       "client_email": "stub@stub.iam.gserviceaccount.com", "private_key": pem,
+                       "token_uri": "https://oauth2.googleapis.com/token"})
+
+
 def _stub_credentials(tmp_path, text):
     """A CREDENTIALS_DIRECTORY holding a root-only stub for every credential the file names,
-    as systemd's LoadCredential= would."""
+    as systemd's LoadCredential= would (only uncommented lines count)."""
     creds = tmp_path / "credentials"
     creds.mkdir()
-    names = re.findall(r"\$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)", text)
+    names = re.findall(r"^[^;#\n]*\$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)", text, re.M)
     for name in names:
-        (creds / name).write_text("stub-secret\n")
+        (creds / name).write_text(_service_account_key() if name.endswith(".json")
+                                  else "stub-secret\n")
         os.chmod(creds / name, 0o600)
     return str(creds), names
 
@@ -204,3 +226,29 @@ def test_microsoft365_example_says_basic_auth_is_being_turned_off():
         text = " ".join(l.lstrip("; ") for l in f.read().splitlines())
     assert "Basic authentication (a password) for SMTP AUTH off by default at the end of " \
         "December 2026" in text
+
+
+def test_gmail_oauth2_example_refresh_token_alternative_passes_check(tmp_path):
+    """The commented refresh_token block of gmail-oauth2.ini, swapped in as it tells the admin
+    to, passes -t once a token is in state_dir (and says where one is missing before)."""
+    with open(os.path.join(EXAMPLES, "gmail-oauth2.ini")) as f:
+        head, alt = f.read().split("; --- Or")
+    head = re.sub(r"^;?oauth2_.*\n", "", head, flags=re.M)
+    alt = re.sub(r"^;(oauth2_)", r"\1", alt, flags=re.M)
+    state = tmp_path / "state"
+    state.mkdir()
+    text = (head + "; --- Or" + alt).replace("[proxy]\n", "[proxy]\nstate_dir = %s\n" % state)
+    assert "oauth2_flow = refresh_token\n" in text
+    path = tmp_path / "alt.ini"
+    path.write_text(text)
+    creds, names = _stub_credentials(tmp_path, text)
+    assert names == ["oauth2-client-secret"]
+    env = dict(os.environ, CREDENTIALS_DIRECTORY=creds)
+    p = subprocess.run([PROXY_BIN, "-t", "-c", str(path)], capture_output=True, text=True,
+                       timeout=10, env=env)
+    assert p.returncode == 1 and "default.refresh_token" in p.stderr, p.stderr
+    (state / "default.refresh_token").write_text("stub-refresh-token\n")
+    os.chmod(state / "default.refresh_token", 0o600)
+    p = subprocess.run([PROXY_BIN, "-t", "-c", str(path)], capture_output=True, text=True,
+                       timeout=10, env=env)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "configuration OK\n", ""), p.stderr

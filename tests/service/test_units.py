@@ -119,6 +119,23 @@ def test_service_unit_matches_the_daemon():
     assert sock["Socket.BindIPv6Only"] == ["ipv6-only"]
 
 
+def test_service_unit_gives_the_daemon_its_state_dir_and_the_token_endpoint():
+    """OAuth2: a rotated refresh token must survive a restart, so systemd must make the
+    [proxy] state_dir the daemon defaults to, private and writable under ProtectSystem=strict
+    (StateDirectory= is writable there); and the main process must reach token endpoints."""
+    s = unit_settings(SERVICE)
+    default = re.search(r'PATH\("proxy", "state_dir", "([^"]+)"',
+                        open(os.path.join(REPO, "src", "config.c")).read()).group(1)
+    assert ["/var/lib/" + d for d in s.get("Service.StateDirectory", [])] == [default]
+    assert s["Service.StateDirectoryMode"] == ["0700"]
+    with open(os.path.join(REPO, "conf", "smtp-tls-proxy.ini")) as f:
+        assert re.search(r"^state_dir = %s$" % re.escape(default), f.read(), re.M)
+    assert s["Service.ProtectSystem"] == ["strict"] and s["Service.DynamicUser"] == ["yes"]
+    assert {"AF_INET", "AF_INET6"} <= set(" ".join(s["Service.RestrictAddressFamilies"]).split())
+    assert not [k for k in s if k.startswith("Service.IPAddress")], \
+        "an IP allow-list here would cut the token endpoint off; it belongs in a site drop-in"
+
+
 # ---- the sandbox, checked against what the daemon really does -----------------------------
 
 def expand_syscall_groups():
