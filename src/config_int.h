@@ -26,6 +26,7 @@ struct loader {
 	int		 prev_key;	/* a key since that header: indented lines continue it */
 	int		 comment_cut;	/* the value on this line ends at an inline ';' comment */
 	char		 bad_section[50];	/* the unknown section reported last */
+	int		 for_login;	/* loaded for oauth2-login: no refresh token yet is fine */
 };
 
 /* "FILE:LINE: message" into the errors; the config is then refused. */

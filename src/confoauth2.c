@@ -135,21 +135,23 @@ refresh_token(struct loader *ld)
 	struct config *c = ld->c;
 	char path[4096], tok[AUTH_TOKEN_MAX + 2], why[512];
 	struct stat st;
-	int rc = 1;
+	int rc;
 
-	if (state_path(c->state_dir, c->up.name, path, sizeof(path)) == 0)
-		rc = state_read_secret(path, tok, sizeof(tok), NULL, why, sizeof(why));
-	OPENSSL_cleanse(tok, sizeof(tok));
-	if (rc < 0)
-		config_err(ld, LINE("state_dir"), "state_dir: %s", why);
 	if (c->up.oauth2_refresh_token_file[0] != '\0')
 		secret_file(ld, "oauth2_refresh_token_file", c->up.oauth2_refresh_token_file, tok,
 		    sizeof(tok));
-	else if (rc != 0)
-		config_err(ld, flow_line(ld), "oauth2_flow = refresh_token needs "
-		    "oauth2_refresh_token_file, or a token in %s (run smtp-tls-proxy oauth2-login %s)",
-		    path, c->up.name);
 	OPENSSL_cleanse(tok, sizeof(tok));
+	rc = state_refresh_token(c->state_dir, c->up.name, c->up.oauth2_refresh_token_file, tok,
+	    sizeof(tok), why, sizeof(why));
+	OPENSSL_cleanse(tok, sizeof(tok));
+	if (state_path(c->state_dir, c->up.name, path, sizeof(path)) != 0)
+		snprintf(path, sizeof(path), "%s", c->state_dir);
+	if (rc < 0 && c->up.oauth2_refresh_token_file[0] == '\0')
+		config_err(ld, LINE("state_dir"), "state_dir: %s", why);
+	else if (rc > 0 && !ld->for_login)
+		config_err(ld, flow_line(ld), "oauth2_flow = refresh_token needs "
+		    "oauth2_refresh_token_file, or a token in %s (Microsoft 365: run "
+		    "smtp-tls-proxy oauth2-login %s; Google: see the README)", path, c->up.name);
 	/* A rotated token must be kept, or the next restart uses a dead one. */
 	if (stat(c->state_dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
 	    access(c->state_dir, W_OK) != 0)

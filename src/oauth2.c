@@ -93,7 +93,8 @@ rotate(struct source *s, const char *fresh)
 	if (fresh[0] == '\0' || strcmp(fresh, s->refresh) == 0)
 		return ("no");
 	snprintf(s->refresh, sizeof(s->refresh), "%s", fresh);
-	if (state_write(s->cfg->state_dir, s->up->name, fresh, why, sizeof(why)) == 0)
+	if (state_keep_refresh_token(s->cfg->state_dir, s->up->name, fresh,
+	    s->up->oauth2_refresh_token_file, why, sizeof(why)) == 0)
 		return ("yes");
 	log_begin(&l, L_ERROR, NULL, "oauth2.fail");
 	log_str(&l, "upstream", s->up->name);
@@ -308,33 +309,15 @@ on_timer(struct ev_loop *l, ev_timer *w, int revents)
 	fetch(w->data);
 }
 
-/* The refresh token to start from: the newer of state_dir's and oauth2_refresh_token_file. */
+/* The refresh token to start from (statefile.h says which of the two). */
 static void
 load_refresh(struct source *s)
 {
-	char path[4096], why[512], *file;
-	time_t tstate = 0, tfile = 0;
-	int rs = 1, rf = 1;
+	char why[512];
 
-	if ((file = malloc(sizeof(s->refresh))) == NULL)
-		return;
-	if (state_path(s->cfg->state_dir, s->up->name, path, sizeof(path)) == 0)
-		rs = state_read_secret(path, s->refresh, sizeof(s->refresh), &tstate, why,
-		    sizeof(why));
-	if (rs < 0)
+	if (state_refresh_token(s->cfg->state_dir, s->up->name, s->up->oauth2_refresh_token_file,
+	    s->refresh, sizeof(s->refresh), why, sizeof(why)) < 0)
 		log_simple(L_ERROR, "oauth2.fail", why);
-	if (s->up->oauth2_refresh_token_file[0] != '\0')
-		rf = state_read_secret(s->up->oauth2_refresh_token_file, file, sizeof(s->refresh),
-		    &tfile, why, sizeof(why));
-	if (rf < 0)
-		log_simple(L_ERROR, "oauth2.fail", why);
-	/* An admin who puts a new token in the file after the last rotation means that one. */
-	if (rf == 0 && (rs != 0 || tfile > tstate))
-		memcpy(s->refresh, file, sizeof(s->refresh));
-	else if (rs != 0)
-		s->refresh[0] = '\0';
-	OPENSSL_cleanse(file, sizeof(s->refresh));
-	free(file);
 }
 
 static void

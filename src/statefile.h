@@ -37,4 +37,23 @@ int state_write(const char *dir, const char *upstream, const char *data, char *w
 int state_read_secret(const char *path, char *out, size_t size, time_t *mtimep, char *why,
     size_t whysize);
 
+/**
+ * state_refresh_token(dir, upstream, file, out, size, why, whysize):
+ * The refresh token to start from, into ${out}: the one kept in ${dir} (rotated, or stored
+ * by oauth2-login), unless the configured ${file} ("" = none) now holds a different token
+ * than the one the kept token replaced (its ".origin" file) -- the admin put a new one
+ * there. Modification times are not compared: LoadCredential= copies the file anew at
+ * every start. 0; 1 when there is none at all; -1 with the reason in ${why}.
+ */
+int state_refresh_token(const char *dir, const char *upstream, const char *file, char *out,
+    size_t size, char *why, size_t whysize);
+
+/**
+ * state_keep_refresh_token(dir, upstream, token, file, why, whysize):
+ * Keep ${token} in ${dir} (state_write) and, beside it, the SHA-256 of the token in the
+ * configured ${file} ("" = none) that it replaces, for state_refresh_token(). 0 or -1.
+ */
+int state_keep_refresh_token(const char *dir, const char *upstream, const char *token,
+    const char *file, char *why, size_t whysize);
+
 #endif

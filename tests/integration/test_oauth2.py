@@ -137,13 +137,36 @@ def test_refresh_token_oauthbearer_rotation_survives_restart(upstream, tokens, o
     assert kept.read_text() == ts.refresh_token + "\n" and ts.refresh_token != first
     assert stat.S_IMODE(os.stat(kept).st_mode) == 0o600
     px.stop()
-    # The old token in oauth2_refresh_token_file is dead now: only the kept one works.
+    # The old token in oauth2_refresh_token_file is dead now: only the kept one works, even
+    # when the file looks newer (LoadCredential= copies it anew at every start).
+    os.utime(rt, (time.time() + 100, time.time() + 100))
     px2 = start(oproxy, up, ts, certs, tmp_path, **kw)
     deliver(px2)
     assert px2.wait_event("oauth2.token", rotated="yes")
     assert ts.count("refresh_token") == 2
     assert not [d for d in ts.requests if d[1] == "refresh_token" and
                 d[2].get("refresh_token") == first][1:]
+
+
+def test_refresh_token_file_replaced_by_admin_wins_over_kept_one(upstream, tokens, oproxy,
+                                                                  certs, tmp_path):
+    ts = tokens(lifetime=60, rotate=True)
+    rt = tmp_path / "rt"
+    rt.write_text(ts.refresh_token + "\n")
+    os.chmod(rt, 0o600)
+    up = upstream("starttls", token_check=ts.valid)
+    kw = dict(flow="refresh_token", oauth2_refresh_token_file=str(rt))
+    px = start(oproxy, up, ts, certs, tmp_path, **kw)
+    assert px.wait_event("oauth2.token", rotated="yes")
+    px.stop()
+    # A new consent: the admin writes the new token into the file (an old mtime on purpose).
+    ts.refresh_token = "rt-admin-" + "n" * 40
+    rt.write_text(ts.refresh_token + "\n")
+    os.utime(rt, (1, 1))
+    px2 = start(oproxy, up, ts, certs, tmp_path, **kw)
+    assert px2.wait_event("oauth2.token", rotated="yes")
+    assert not px2.events("oauth2.fail")
+    deliver(px2)
 
 
 def service_account(tmp_path, ts_url=None):
