@@ -357,7 +357,10 @@ backoff(const struct upstream_conf *up, const char *sid, const char *reply, size
 	log_str(&l, "user", up->username);
 	log_num(&l, "seconds", (long long)up->auth_retry_after);
 	log_str(&l, "until", until);
-	log_str(&l, "msg", "login refused: devices get 421 without a new try until then, or "
+	log_str(&l, "msg", UPSTREAM_OAUTH2(up) ? "login refused with a fresh token too: devices "
+	    "get 421 without a new try until then, or until a reload (check the mailbox's "
+	    "SMTP AUTH setting and the app's permission for it, then reload)" :
+	    "login refused: devices get 421 without a new try until then, or "
 	    "until a reload (fix the password, then reload)");
 	log_end(&l);
 }
