@@ -111,7 +111,7 @@ e2e: $(BIN)
 # error or definite leak makes the daemon exit 99, which the tests catch.
 valgrind: $(BIN)
 	rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
-	printf '#!/bin/sh\nexec valgrind -q --trace-children=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --log-file=$(CURDIR)/$(BUILD)/valgrind/vg.%%p.log $(CURDIR)/$(BIN) "$$@"\n' > $(BUILD)/valgrind/proxy
+	printf '#!/bin/sh\nexec valgrind -q --trace-children=yes --trace-children-skip=*/python3*,*/pytest-of-*/* --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --log-file=$(CURDIR)/$(BUILD)/valgrind/vg.%%p.log $(CURDIR)/$(BIN) "$$@"\n' > $(BUILD)/valgrind/proxy
 	chmod +x $(BUILD)/valgrind/proxy
 	PROXY_BIN=$(CURDIR)/$(BUILD)/valgrind/proxy VALGRIND=1 $(PYTEST) tests/integration
 	@if cat $(BUILD)/valgrind/vg.*.log 2>/dev/null | grep -q .; then \

@@ -43,6 +43,11 @@ static CURLM *multi;
 static ev_timer timer;
 static struct sockw *socks;
 static struct http_req *reqs;
+/* In a forked child: what belongs to the parent's requests. */
+static struct {
+	CURLM		*multi;
+	struct http_req	*reqs;
+} orphans;
 
 static void done(void);
 
@@ -291,8 +296,13 @@ http_forget(struct ev_loop *l)
 		free(s);
 	}
 	socks = NULL;
+	/*
+	 * The handles stay as they are (cleaning them up would talk on the parent's sockets),
+	 * still pointed to: a copy of the parent's memory is not a leak.
+	 */
+	orphans.multi = multi;
+	orphans.reqs = reqs;
 	reqs = NULL;
-	/* The handles stay as they are: cleaning them up would talk on the parent's sockets. */
 	multi = NULL;
 }
 
