@@ -23,6 +23,34 @@ wiping_free(void *p)
 	free(p);
 }
 
+/* What jansson found wrong, in words of our own: its e.text quotes the input near the
+ * fault ("invalid token near 'eyJ0...'"), which may be a token or a key. */
+static const char *
+json_fault(const json_error_t *e)
+{
+	switch (json_error_code(e)) {
+	case json_error_out_of_memory:
+		return ("out of memory");
+	case json_error_stack_overflow:
+		return ("nested too deeply");
+	case json_error_invalid_utf8:
+		return ("invalid UTF-8");
+	case json_error_premature_end_of_input:
+		return ("cut short");
+	case json_error_end_of_input_expected:
+		return ("something after the end");
+	case json_error_null_character:
+	case json_error_null_byte_in_key:
+		return ("a string holds a NUL");
+	case json_error_duplicate_key:
+		return ("a key given twice");
+	case json_error_numeric_overflow:
+		return ("a number too large");
+	default:
+		return ("syntax error");
+	}
+}
+
 static json_t *
 load(const char *body, size_t len, char *why, size_t whysize)
 {
@@ -35,8 +63,8 @@ load(const char *body, size_t len, char *why, size_t whysize)
 		wiping = 1;
 	}
 	if ((j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e)) == NULL) {
-		/* jansson's text names the position, never the content. */
-		snprintf(why, whysize, "not JSON (%s at byte %d)", e.text, e.position);
+		snprintf(why, whysize, "not JSON (%s at byte %d)", json_fault(&e), e.position);
+		OPENSSL_cleanse(&e, sizeof(e));
 		return (NULL);
 	}
 	if (!json_is_object(j)) {
@@ -110,8 +138,8 @@ printable(char *s)
 int
 token_parse(const char *body, size_t len, struct token_resp *out, char *why, size_t whysize)
 {
-	char desc[4096];
-	json_t *j;
+	json_t *j, *v;
+	size_t n;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -138,10 +166,13 @@ token_parse(const char *body, size_t len, struct token_resp *out, char *why, siz
 	    get_str(j, "verification_url", out->verification_uri, sizeof(out->verification_uri),
 	    why, whysize) != 0)
 		rc = -1;
-	/* A long description (Microsoft's run to 400 bytes and more) is cut, not refused. */
-	if (rc == 0 && get_str(j, "error_description", desc, sizeof(desc), why, whysize) == 0) {
-		desc[sizeof(out->error_description) - 1] = '\0';
-		memcpy(out->error_description, desc, strlen(desc) + 1);
+	/* A long description (Microsoft's run to 400 bytes and more) is cut, not refused,
+	 * however long; one of another type is ignored. */
+	v = json_object_get(j, "error_description");
+	if (rc == 0 && json_is_string(v)) {
+		n = strnlen(json_string_value(v), sizeof(out->error_description) - 1);
+		memcpy(out->error_description, json_string_value(v), n);
+		out->error_description[n] = '\0';
 		printable(out->error_description);
 	}
 	printable(out->error);
@@ -309,15 +340,21 @@ token_command_output(const char *out, size_t len, struct token_resp *t, char *wh
 			snprintf(why, whysize, "the token command's JSON has no access_token");
 			return (-1);
 		}
-		return (0);
+	} else {
+		if (b - a > AUTH_TOKEN_MAX || memchr(out + a, '\n', b - a) != NULL) {
+			snprintf(why, whysize, "the token command printed more than one line or "
+			    "a token longer than %d bytes", AUTH_TOKEN_MAX);
+			return (-1);
+		}
+		/* With a NUL in it the token stays empty: cut short at the NUL, what is left
+		 * may look like a token. */
+		if (memchr(out + a, '\0', b - a) == NULL) {
+			memcpy(t->access_token, out + a, b - a);
+			t->access_token[b - a] = '\0';
+		}
 	}
-	if (b - a > AUTH_TOKEN_MAX || memchr(out + a, '\n', b - a) != NULL) {
-		snprintf(why, whysize, "the token command printed more than one line or a "
-		    "token longer than %d bytes", AUTH_TOKEN_MAX);
-		return (-1);
-	}
-	memcpy(t->access_token, out + a, b - a);
-	t->access_token[b - a] = '\0';
+	/* From JSON too: a token with a space or a control byte must not get as far as
+	 * the XOAUTH2 string. */
 	if (!auth_is_b64token(t->access_token)) {
 		token_wipe(t);
 		snprintf(why, whysize, "the token command printed something that is not a "

@@ -12,8 +12,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?= -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -g -O1
 FUZZ_CFLAGS  := $(FUZZ_FLAGS) -std=c11 -D_GNU_SOURCE -Isrc -Wall -Wextra \
-                $(shell pkg-config --cflags openssl inih 2>/dev/null)
-FUZZ_LIBS    := $(shell pkg-config --libs openssl inih 2>/dev/null || echo -lssl -lcrypto -linih) \
+                $(shell pkg-config --cflags openssl inih jansson 2>/dev/null)
+FUZZ_LIBS    := $(shell pkg-config --libs openssl inih jansson 2>/dev/null || echo -lssl -lcrypto -linih -ljansson) \
                 -lev -lpthread
 # Options for every run; FUZZ_OPTS_NAME adds to one target's.
 FUZZ_RUNOPTS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
