@@ -43,10 +43,10 @@ static CURLM *multi;
 static ev_timer timer;
 static struct sockw *socks;
 static struct http_req *reqs;
-/* In a forked child: what belongs to the parent's requests. */
+/* In a forked child: what belongs to the parent's requests (volatile: kept, never read). */
 static struct {
-	CURLM		*multi;
-	struct http_req	*reqs;
+	CURLM		*volatile multi;
+	struct http_req	*volatile reqs;
 } orphans;
 
 static void done(void);

@@ -42,17 +42,31 @@ def tokens(certs):
 
 @pytest.fixture
 def oproxy(proxy, tokens, tmp_path):
-    """proxy(...) whose log is searched, at teardown, for every secret of every token server."""
+    """proxy(...) whose log, and every reply its clients got, is searched at teardown for
+    every secret of every token server."""
     made = []
     servers = []
+    clients = []
 
     def make(*a, **kw):
         px = proxy(*a, **kw)
         made.append(px)
+        plain_client = px.client
+
+        def client(*ca, **ckw):
+            c = plain_client(*ca, **ckw)
+            clients.append(c)
+            return c
+        px.client = client
         return px
 
     make.servers = servers
     yield make
+    for c in clients:
+        got = bytes(c.received).decode("latin-1")
+        for ts in servers:
+            for secret in ts.secrets():
+                assert secret not in got, "a secret in a reply: %s..." % secret[:12]
     for px in made:
         text = px.stderr()
         for ts in servers:
