@@ -689,6 +689,14 @@ config_unref(struct config *c)
 	free(c);
 }
 
+void
+config_wipe_oauth2(struct config *c)
+{
+	OPENSSL_cleanse(c->up.oauth2_client_secret, sizeof(c->up.oauth2_client_secret));
+	if (c->up.oauth2_key_pem != NULL)
+		OPENSSL_cleanse(c->up.oauth2_key_pem, strlen(c->up.oauth2_key_pem));
+}
+
 const char *
 config_flow_str(enum oauth2_flow f)
 {

@@ -133,6 +133,13 @@ struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
 
 /**
+ * config_wipe_oauth2(c):
+ * Wipe the OAuth2 client secret and private key in ${c}: a worker logs in with tokens
+ * the main process fetched and never needs them.
+ */
+void config_wipe_oauth2(struct config *c);
+
+/**
  * config_tls_str(t):
  * "starttls" or "implicit".
  */

@@ -197,6 +197,7 @@ worker_main(int slot)
 			ev_child_stop(loop, &workers[i].child);
 	/* Tokens are the main process's business; sig_usr2 stays, it now wakes sessions. */
 	oauth2_forget(loop);
+	config_wipe_oauth2(cfg);
 	signal(SIGHUP, SIG_IGN);	/* reloads are the main process's business */
 	ev_signal_init(&w_term, w_stop, SIGTERM);
 	ev_signal_init(&w_int, w_stop, SIGINT);
