@@ -13,6 +13,7 @@ struct loader {
 	struct config	*c;
 	FILE		*f;
 	const char	*path;
+	int		 flags;		/* CONFIG_FOR_LOGIN ... */
 	int		 line;		/* the line inih is looking at */
 	char		*errs;
 	size_t		 errsize, errlen;

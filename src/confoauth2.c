@@ -140,12 +140,13 @@ refresh_token(struct loader *ld)
 	if (state_path(c->state_dir, c->up.name, path, sizeof(path)) == 0)
 		rc = state_read_secret(path, tok, sizeof(tok), NULL, why, sizeof(why));
 	OPENSSL_cleanse(tok, sizeof(tok));
-	if (rc < 0)
+	/* oauth2-login is what puts a (new) token there: none, or a broken one, is its job. */
+	if (rc < 0 && !(ld->flags & CONFIG_FOR_LOGIN))
 		config_err(ld, LINE("state_dir"), "state_dir: %s", why);
 	if (c->up.oauth2_refresh_token_file[0] != '\0')
 		secret_file(ld, "oauth2_refresh_token_file", c->up.oauth2_refresh_token_file, tok,
 		    sizeof(tok));
-	else if (rc != 0)
+	else if (rc != 0 && !(ld->flags & CONFIG_FOR_LOGIN))
 		config_err(ld, flow_line(ld), "oauth2_flow = refresh_token needs "
 		    "oauth2_refresh_token_file, or a token in %s (run smtp-tls-proxy oauth2-login %s)",
 		    path, c->up.name);
