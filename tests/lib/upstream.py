@@ -40,11 +40,24 @@ More faults (adversarial suite):
   drip_delay, drip_stages                with drip: seconds per byte, and the stages dripped
                       (None = every reply)
   ciphers             server cipher string (e.g. "DEFAULT:@SECLEVEL=0" for weak keys)
+
+OAuth2 (issue 9): with token_check (a callable token -> bool, e.g. TokenServer.valid) the
+upstream also offers AUTH XOAUTH2 and AUTH OAUTHBEARER (RFC 7628), initial response on the
+AUTH line or after a "334 ", and checks the decoded string byte for byte:
+  XOAUTH2      "user=" USER "\x01auth=Bearer " TOKEN "\x01\x01"
+  OAUTHBEARER  "n,a=" USER "," "\x01host=" HOST "\x01port=" PORT "\x01auth=Bearer " TOKEN
+               "\x01\x01"   (USER with "," and "=" as =2C and =3D; PORT our port; HOST
+               oauthbearer_host when given, else any name)
+A malformed string gets 501; a wrong user or a token token_check refuses is answered as the
+provider does (token_style): "microsoft" 535 5.7.3 at once; "google" a 334 with the base64
+JSON error, then, after the client's empty line ("*", or "AQ==" for OAUTHBEARER), 535 5.7.8.
+Each attempt is recorded in conn.auth as (mech, user, token, ok).
 """
 import argparse
 import base64
 import os
 import random
+import re
 import select
 import signal
 import socket
@@ -141,10 +154,17 @@ class Upstream:
                  rcpt_replies=None, drip=False, io_timeout=30, on_message=None,
                  hostname="mail.test", handshake_garbage=None, notify_at=None,
                  garbage_at=None, inject_after=None, reply_delay=None, pipeline_probe=0.0,
-                 drip_delay=0.002, drip_stages=None, ciphers=None):
+                 drip_delay=0.002, drip_stages=None, ciphers=None, token_check=None,
+                 token_style="microsoft", oauthbearer_host=None):
         assert mode in ("starttls", "implicit")
         self.mode = mode
         self.caps = list(DEFAULT_CAPS if caps is None else caps)
+        assert token_style in ("microsoft", "google")
+        self.token_check, self.token_style = token_check, token_style
+        self.oauthbearer_host = oauthbearer_host
+        if token_check is not None:
+            self.caps = [c + " XOAUTH2 OAUTHBEARER" if re.match(r"(?i)AUTH[ =]", c) else c
+                         for c in self.caps]
         self.plain_caps = list(PLAIN_CAPS if plain_caps is None else plain_caps)
         if not starttls:
             self.plain_caps = [c for c in self.plain_caps if c.upper() != "STARTTLS"]
@@ -475,13 +495,13 @@ class Upstream:
             return
         try:
             if mech == b"PLAIN":
-                if not ir:
-                    self._send(c, b"334 \r\n")
-                    ir = self._readline(c)
-                if ir == b"*":
-                    self._reply(c, "auth", b"501 5.7.0 Authentication aborted\r\n")
+                ir = self._initial_response(c, ir)
+                if ir is None:
                     return
                 _, user, pw = base64.b64decode(ir, validate=True).split(b"\0")
+            elif mech in (b"XOAUTH2", b"OAUTHBEARER") and self.token_check is not None:
+                self._auth_token(c, mech.decode(), ir)
+                return
             elif mech == b"LOGIN":
                 if not ir:
                     self._send(c, b"334 VXNlcm5hbWU6\r\n")
@@ -500,6 +520,61 @@ class Upstream:
         c.auth.append((mech.decode(), user, pw, ok))
         self._reply(c, "auth", b"235 2.7.0 Authentication successful\r\n" if ok
                     else b"535 5.7.8 Error: authentication failed\r\n")
+
+    def _initial_response(self, c, ir):
+        """The response given on the AUTH line, else asked for with an empty 334; None
+        (answered 501) when the client cancels with "*"."""
+        if not ir:
+            self._send(c, b"334 \r\n")
+            ir = self._readline(c)
+        if ir == b"*":
+            self._reply(c, "auth", b"501 5.7.0 Authentication aborted\r\n")
+            return None
+        return ir
+
+    def _auth_token(self, c, mech, ir):
+        """AUTH XOAUTH2 / OAUTHBEARER: the string checked byte for byte, then the token."""
+        ir = self._initial_response(c, ir)
+        if ir is None:
+            return
+        m = None
+        try:
+            s = base64.b64decode(ir, validate=True).decode("utf-8")
+            if mech == "XOAUTH2":
+                m = re.fullmatch(r"user=([^\x01]+)\x01auth=Bearer ([^\x01 ]+)\x01\x01", s)
+                user = m and m.group(1)
+            else:
+                m = re.fullmatch(r"n,a=((?:[^,=\x01]|=2C|=3D)+),\x01host=([^\x01]+)"
+                                 r"\x01port=([0-9]+)\x01auth=Bearer ([^\x01 ]+)\x01\x01", s)
+                if m and (m.group(3) != str(self.port) or self.oauthbearer_host not in (
+                        None, m.group(2))):
+                    m = None
+                user = m and m.group(1).replace("=2C", ",").replace("=3D", "=")
+        except (ValueError, TypeError):
+            pass
+        if m is None:
+            self._reply(c, "auth", b"501 5.5.2 Cannot decode response or malformed %s "
+                        b"string\r\n" % mech.encode())
+            return
+        token = m.group(m.lastindex)
+        ok = not self.auth_fail and user == self.user and bool(self.token_check(token))
+        c.auth.append((mech, user, token, ok))
+        if ok:
+            self._reply(c, "auth", b"235 2.7.0 Authentication successful\r\n")
+        elif self.token_style == "microsoft":
+            self._reply(c, "auth", b"535 5.7.3 Authentication unsuccessful "
+                        b"[SN4PR0501CA0054.namprd05.prod.outlook.com 2026-01-01T00:00:00.000Z "
+                        b"08DC1A2B3C4D5E6F]\r\n")
+        else:
+            err = b'{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}'
+            self._send(c, b"334 " + base64.b64encode(err) + b"\r\n")
+            if self._readline(c) not in (b"", b"*", b"AQ=="):
+                self._reply(c, "auth", b"501 5.5.2 Cannot decode response\r\n")
+                return
+            self._reply(c, "auth", b"535-5.7.8 Username and Password not accepted. For more "
+                        b"information, go to\r\n535 5.7.8  https://support.google.com/mail/"
+                        b"?p=BadCredentials a1-20020a05600c000000b0040e000000sm0000000wmq.0 - "
+                        b"gsmtp\r\n")
 
     def _data(self, c):
         if c.mail_from is None or not c.rcpts:
