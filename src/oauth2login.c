@@ -195,7 +195,7 @@ http_post(struct http *x, const char *url, const char *form, size_t len)
 		return (-1);
 	}
 	rc = curl_easy_perform(x->h);
-	/* Not a secret kept in libcurl's handle past this call. */
+	/* The handle keeps no pointer to a form that is wiped and gone after this call. */
 	(void)curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, "");
 	if (rc != CURLE_OK) {
 		if (x->toolong)
