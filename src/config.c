@@ -620,12 +620,19 @@ config_key_line(const struct loader *ld, const char *name)
 struct config *
 config_load(const char *path, char *errs, size_t errsize)
 {
+	return (config_load_flags(path, 0, errs, errsize));
+}
+
+struct config *
+config_load_flags(const char *path, int flags, char *errs, size_t errsize)
+{
 	struct loader ld;
 	struct config *c;
 	size_t i;
 	int rc;
 
 	memset(&ld, 0, sizeof(ld));
+	ld.flags = flags;
 	ld.path = path;
 	ld.errs = errs;
 	ld.errsize = errsize;

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "parse.h"
 
+#define CONFIG_DEFAULT_PATH	"/etc/smtp-tls-proxy/smtp-tls-proxy.ini"
 #define CONFIG_MAX_LISTEN	16
 #define CONFIG_MAX_ALLOW	64
 
@@ -124,6 +125,17 @@ struct config {
  * ${errs}: the errors first, then the warnings. "FILE: message" when no line applies.
  */
 struct config *config_load(const char *path, char *errs, size_t errsize);
+
+/* config_load_flags(): what the configuration is loaded for. */
+#define CONFIG_FOR_LOGIN	0x01	/* oauth2-login: the refresh token it is about to get
+					   need not exist yet */
+
+/**
+ * config_load_flags(path, flags, errs, errsize):
+ * config_load(), with ${flags} (CONFIG_FOR_LOGIN or 0) relaxing what a caller that is
+ * not the daemon does not need.
+ */
+struct config *config_load_flags(const char *path, int flags, char *errs, size_t errsize);
 
 /**
  * config_ref(c), config_unref(c):

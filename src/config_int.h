@@ -13,6 +13,7 @@ struct loader {
 	struct config	*c;
 	FILE		*f;
 	const char	*path;
+	int		 flags;		/* CONFIG_FOR_LOGIN ... */
 	int		 line;		/* the line inih is looking at */
 	char		*errs;
 	size_t		 errsize, errlen;
@@ -26,7 +27,6 @@ struct loader {
 	int		 prev_key;	/* a key since that header: indented lines continue it */
 	int		 comment_cut;	/* the value on this line ends at an inline ';' comment */
 	char		 bad_section[50];	/* the unknown section reported last */
-	int		 for_login;	/* loaded for oauth2-login: no refresh token yet is fine */
 };
 
 /* "FILE:LINE: message" into the errors; the config is then refused. */

@@ -146,9 +146,11 @@ refresh_token(struct loader *ld)
 	OPENSSL_cleanse(tok, sizeof(tok));
 	if (state_path(c->state_dir, c->up.name, path, sizeof(path)) != 0)
 		snprintf(path, sizeof(path), "%s", c->state_dir);
-	if (rc < 0 && c->up.oauth2_refresh_token_file[0] == '\0')
+	/* oauth2-login is what puts a (new) token there: none, or a broken one, is its job. */
+	if (rc < 0 && c->up.oauth2_refresh_token_file[0] == '\0' &&
+	    !(ld->flags & CONFIG_FOR_LOGIN))
 		config_err(ld, LINE("state_dir"), "state_dir: %s", why);
-	else if (rc > 0 && !ld->for_login)
+	else if (rc > 0 && !(ld->flags & CONFIG_FOR_LOGIN))
 		config_err(ld, flow_line(ld), "oauth2_flow = refresh_token needs "
 		    "oauth2_refresh_token_file, or a token in %s (Microsoft 365: run "
 		    "smtp-tls-proxy oauth2-login %s; Google: see the README)", path, c->up.name);

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "notify.h"
 #include "oauth2.h"
+#include "oauth2login.h"
 #include "resolve.h"
 #include "session.h"
 #include "shared.h"
@@ -102,6 +103,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: smtp-tls-proxy [-t] [-c FILE] | -V | -h\n"
+	    "       smtp-tls-proxy oauth2-login [-c FILE] UPSTREAM\n"
 	    "  -c FILE  configuration (default " DEFAULT_CONFIG ")\n"
 	    "  -t       check the configuration and the files it names, then exit\n"
 	    "  -V       print the version\n"
@@ -604,6 +606,8 @@ main(int argc, char **argv)
 	int rc, check = 0;
 	struct logline l;
 
+	if (argc > 1 && strcmp(argv[1], "oauth2-login") == 0)
+		return (oauth2_login_main(argc - 1, argv + 1));
 	if ((rc = options(argc, argv, &path, &check)) >= 0)
 		return (rc);
 	if ((cfg = config_load(path, errs, sizeof(errs))) == NULL) {

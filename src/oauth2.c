@@ -320,6 +320,27 @@ load_refresh(struct source *s)
 		log_simple(L_ERROR, "oauth2.fail", why);
 }
 
+/*
+ * A reload after oauth2-login stored a new refresh token (the old one was refused):
+ * take it, and if the source is failing, try it now rather than at the next retry.
+ */
+static void
+reload_refresh(struct source *s)
+{
+	char *old;
+
+	if ((old = malloc(sizeof(s->refresh))) == NULL)
+		return;
+	memcpy(old, s->refresh, sizeof(s->refresh));
+	load_refresh(s);
+	if (s->refresh[0] == '\0')
+		memcpy(s->refresh, old, sizeof(s->refresh));
+	else if (strcmp(old, s->refresh) != 0 && s->backoff != 0.)
+		fetch(s);
+	OPENSSL_cleanse(old, sizeof(s->refresh));
+	free(old);
+}
+
 static void
 stop(struct source *s)
 {
@@ -360,6 +381,8 @@ oauth2_configure(struct ev_loop *l, struct config *cfg, void (*cb)(void))
 			config_unref(s->cfg);
 			s->cfg = config_ref(cfg);
 			s->up = up;
+			if (up->oauth2_flow == OAUTH2_REFRESH_TOKEN)
+				reload_refresh(s);
 			continue;
 		}
 		if (s->in_use)

@@ -245,13 +245,17 @@ with urllib.request.urlopen(%r, form, context=ctx, timeout=10) as r:
     return script
 
 
+def start_command(oproxy, up, ts, certs, tmp_path, command, **kw):
+    """A proxy whose token comes from ${command}: no token endpoint keys."""
+    return start(oproxy, up, ts, certs, tmp_path, flow="command", oauth2_token_command=command,
+                 oauth2_token_url=None, oauth2_client_id=None, oauth2_scope=None, **kw)
+
+
 def test_command_flow_json_output(upstream, tokens, oproxy, certs, tmp_path):
     ts = tokens(lifetime=60)
     script = token_script(tmp_path, ts, certs)
     up = upstream("starttls", token_check=ts.valid)
-    px = start(oproxy, up, ts, certs, tmp_path, flow="command",
-               oauth2_token_command="%s --profile 'office printer'" % script,
-               oauth2_token_url=None, oauth2_client_id=None, oauth2_scope=None)
+    px = start_command(oproxy, up, ts, certs, tmp_path, "%s --profile 'office printer'" % script)
     deliver(px)
     line, = px.wait_event("oauth2.token", flow="command")
     assert line["expires_in"] == "60"
@@ -262,9 +266,7 @@ def test_command_flow_bare_token(upstream, tokens, oproxy, certs, tmp_path):
     tok = ts._issue(False)["access_token"]
     script = token_script(tmp_path, ts, certs, body="print(%r)\n" % tok)
     up = upstream("starttls", token_check=ts.valid)
-    px = start(oproxy, up, ts, certs, tmp_path, flow="command",
-               oauth2_token_command=str(script), oauth2_token_url=None,
-               oauth2_client_id=None, oauth2_scope=None)
+    px = start_command(oproxy, up, ts, certs, tmp_path, str(script))
     deliver(px)
     assert px.wait_event("oauth2.token", flow="command", expires_in="300")
 
@@ -280,9 +282,7 @@ def test_command_flow_failures_give_421(upstream, tokens, oproxy, certs, tmp_pat
     ts = tokens()
     script = token_script(tmp_path, ts, certs, body=body)
     up = upstream("starttls", token_check=ts.valid)
-    px = start(oproxy, up, ts, certs, tmp_path, proxy={"timeout": "2"}, flow="command",
-               oauth2_token_command=str(script), oauth2_token_url=None,
-               oauth2_client_id=None, oauth2_scope=None)
+    px = start_command(oproxy, up, ts, certs, tmp_path, str(script), proxy={"timeout": "2"})
     line, = px.wait_event("oauth2.fail", timeout=15)[:1]
     assert reason in line["reason"], line
     r = expect_421_greeting(px)
@@ -390,18 +390,39 @@ def test_endpoint_errors_are_explained_and_never_5xx(upstream, tokens, oproxy, c
     ts.fail = None
 
 
-def test_expired_refresh_token_says_run_oauth2_login(upstream, tokens, oproxy, certs,
-                                                     tmp_path):
-    ts = tokens()
+def dead_refresh_token(upstream, tokens, oproxy, certs, tmp_path):
+    """A proxy whose oauth2_refresh_token_file holds a token the server no longer knows."""
+    ts = tokens(lifetime=300)
     rt = tmp_path / "rt"
     rt.write_text("rt-long-dead\n")
     os.chmod(rt, 0o600)
     up = upstream("starttls", token_check=ts.valid)
     px = start(oproxy, up, ts, certs, tmp_path, flow="refresh_token",
                oauth2_refresh_token_file=str(rt))
+    return ts, rt, px
+
+
+def test_expired_refresh_token_says_run_oauth2_login(upstream, tokens, oproxy, certs,
+                                                     tmp_path):
+    ts, rt, px = dead_refresh_token(upstream, tokens, oproxy, certs, tmp_path)
     line, = px.wait_event("oauth2.fail")[:1]
     assert "invalid_grant" in line["reason"] and "oauth2-login" in line["reason"], line
     expect_421_greeting(px)
+
+
+def test_reload_takes_a_new_refresh_token_at_once(upstream, tokens, oproxy, certs, tmp_path):
+    """The refresh token died (invalid_grant); the admin puts a new one in place and reloads:
+    it is tried at the reload, not at the next retry (10 s away after two failures)."""
+    import signal
+    ts, rt, px = dead_refresh_token(upstream, tokens, oproxy, certs, tmp_path)
+    assert len(px.wait_event("oauth2.fail", n=2, timeout=15)) >= 2
+    assert px.events("oauth2.fail")[-1]["retry_in"] == "10"
+    rt.write_text(ts.refresh_token + "\n")
+    t0 = time.monotonic()
+    px.signal(signal.SIGHUP)
+    assert px.wait_event("oauth2.token", timeout=10)
+    assert time.monotonic() - t0 < 6
+    deliver(px)
 
 
 def test_session_arriving_during_fetch_waits_for_it(upstream, tokens, oproxy, certs,
@@ -413,9 +434,7 @@ def test_session_arriving_during_fetch_waits_for_it(upstream, tokens, oproxy, ce
     script = token_script(tmp_path, ts, certs,
                           body="import time; time.sleep(2); print(%r)\n" % tok)
     up = upstream("starttls", token_check=ts.valid)
-    px = start(oproxy, up, ts, certs, tmp_path, proxy={"timeout": "10"}, flow="command",
-               oauth2_token_command=str(script), oauth2_token_url=None,
-               oauth2_client_id=None, oauth2_scope=None)
+    px = start_command(oproxy, up, ts, certs, tmp_path, str(script), proxy={"timeout": "10"})
     t0 = time.monotonic()
     with px.client(timeout=15) as c:
         r = c.read_reply()
