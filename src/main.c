@@ -36,7 +36,6 @@
 #include "upstream.h"
 
 #define VERSION "0.2.0"
-#define DEFAULT_CONFIG "/etc/smtp-tls-proxy/smtp-tls-proxy.ini"
 #define MAX_WORKERS 64
 /* Restarts faster than this many per 10 s mean a worker dies at start: slow down. */
 #define RESTART_BURST 5
@@ -104,7 +103,7 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: smtp-tls-proxy [-t] [-c FILE] | -V | -h\n"
 	    "       smtp-tls-proxy oauth2-login [-c FILE] UPSTREAM\n"
-	    "  -c FILE  configuration (default " DEFAULT_CONFIG ")\n"
+	    "  -c FILE  configuration (default " CONFIG_DEFAULT_PATH ")\n"
 	    "  -t       check the configuration and the files it names, then exit\n"
 	    "  -V       print the version\n"
 	    "  -h       this help\n");
@@ -601,7 +600,7 @@ start_timers(void)
 int
 main(int argc, char **argv)
 {
-	const char *path = DEFAULT_CONFIG;
+	const char *path = CONFIG_DEFAULT_PATH;
 	char errs[8192];
 	int rc, check = 0;
 	struct logline l;

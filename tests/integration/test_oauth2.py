@@ -290,6 +290,52 @@ def test_command_flow_failures_give_421(upstream, tokens, oproxy, certs, tmp_pat
     assert "MAIL" not in [v for c in up.connections for v in c.verbs()]
 
 
+# ---- unattended: each flow across token expiries and a restart ------------------------------
+
+@pytest.mark.parametrize("flow", ["client_credentials", "refresh_token", "jwt_bearer",
+                                  "command"])
+def test_each_flow_unattended_across_expiries_and_a_restart(upstream, tokens, oproxy, certs,
+                                                            tmp_path, flow):
+    """Tokens of 2 s: messages for 5 s (two renewals and more), a restart, messages again;
+    every message delivered with a token the server accepts, no device ever sent AUTH."""
+    kw = {}
+    ts_kw = {"lifetime": 2}
+    if flow == "jwt_bearer":
+        path, pub, email = service_account(tmp_path)
+        ts_kw.update(jwt_public_key_pem=pub, jwt_email=email, jwt_subject=USER)
+        kw = dict(oauth2_key_file=str(path), oauth2_client_id=None)
+    ts = tokens(**ts_kw)
+    if flow == "refresh_token":
+        rt = tmp_path / "rt"
+        rt.write_text(ts.refresh_token + "\n")
+        os.chmod(rt, 0o600)
+        kw = dict(oauth2_refresh_token_file=str(rt))
+    up = upstream("starttls", token_check=ts.valid)
+    n = 0
+    for run in range(2):
+        if flow == "command":
+            px = start_command(oproxy, up, ts, certs, tmp_path,
+                               str(token_script(tmp_path, ts, certs)))
+        else:
+            px = start(oproxy, up, ts, certs, tmp_path, flow=flow, **kw)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5:
+            deliver(px, b"%s %d" % (flow.encode(), n))
+            n += 1
+            time.sleep(0.2)
+        assert len(px.events("oauth2.token")) >= 3, px.events("oauth2.token")
+        assert not px.events("oauth2.fail") and not px.events("auth.fail")
+        px.stop()
+    assert up.wait_messages(n)
+    logins = token_logins(up)
+    assert len(logins) == n and all(ok for *_, ok in logins)
+    assert len({tok for _, _, tok, _ in logins}) >= 6      # fresh tokens, not one reused
+    # One login per upstream session, under TLS, before the device's MAIL.
+    for c in up.connections:
+        v = c.verbs(True)
+        assert v.count("AUTH") == 1 and v.index("AUTH") < v.index("MAIL"), v
+
+
 # ---- the cache: one request per renewal, never a wait --------------------------------------
 
 def test_many_sessions_over_several_lifetimes_one_request_per_renewal(upstream, tokens,
