@@ -159,7 +159,7 @@ body_start(struct session *s)
 	s->msg_bytes = 0;
 	s->too_big = 0;
 	s->data_start = ev_now(s->loop);
-	data_init(&s->ds, s->cfg->bare_newline);
+	data_init(&s->ds, s->lim->bare_newline);
 }
 
 /*
@@ -205,10 +205,10 @@ judge(struct session *s)
 		s->too_big = 1;
 		session_drop_upstream(s, DROP_RESET);
 	}
-	if (s->cfg->min_data_rate > 0 && !s->ds.done) {
+	if (s->lim->min_data_rate > 0 && !s->ds.done) {
 		t = ev_now(s->loop) - s->data_start;
 		/* A client trickling its body would hold a session and an upstream forever. */
-		if (t > DATA_RATE_GRACE && (double)s->msg_bytes < t * (double)s->cfg->min_data_rate) {
+		if (t > DATA_RATE_GRACE && (double)s->msg_bytes < t * (double)s->lim->min_data_rate) {
 			body_log_data(s, "data rate below min_data_rate", "aborted");
 			session_fail(s, "421 4.4.2", "Data rate too low, closing", "slow-data");
 			return (-1);

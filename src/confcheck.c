@@ -23,40 +23,39 @@
 static int
 read_password_file(struct loader *ld)
 {
-	struct config *c = ld->c;
 	int line = config_key_line(ld, "password_file");
 	struct stat st;
 	ssize_t n;
 	int fd;
 
-	if ((fd = open(c->up.password_file, O_RDONLY | O_CLOEXEC)) < 0) {
-		config_err(ld, line, "password_file %s: %s", c->up.password_file, strerror(errno));
+	if ((fd = open(ld->up->password_file, O_RDONLY | O_CLOEXEC)) < 0) {
+		config_err(ld, line, "password_file %s: %s", ld->up->password_file, strerror(errno));
 		return (-1);
 	}
 	if (fstat(fd, &st) == 0 && (st.st_mode & S_IROTH))
 		config_warn(ld, line, "password_file %s is readable by every user of this machine "
-		    "(chmod o-r it, or give it with LoadCredential=)", c->up.password_file);
-	n = read(fd, c->up.password, sizeof(c->up.password));
+		    "(chmod o-r it, or give it with LoadCredential=)", ld->up->password_file);
+	n = read(fd, ld->up->password, sizeof(ld->up->password));
 	close(fd);
 	if (n < 0) {
-		config_err(ld, line, "password_file %s: %s", c->up.password_file, strerror(errno));
+		config_err(ld, line, "password_file %s: %s", ld->up->password_file, strerror(errno));
 		return (-1);
 	}
-	if ((size_t)n == sizeof(c->up.password)) {
-		OPENSSL_cleanse(c->up.password, sizeof(c->up.password));
-		config_err(ld, line, "password_file %s: longer than %zu bytes", c->up.password_file,
-		    sizeof(c->up.password) - 1);
+	if ((size_t)n == sizeof(ld->up->password)) {
+		OPENSSL_cleanse(ld->up->password, sizeof(ld->up->password));
+		config_err(ld, line, "password_file %s: longer than %zu bytes", ld->up->password_file,
+		    sizeof(ld->up->password) - 1);
 		return (-1);
 	}
-	c->up.password[n] = '\0';
+	ld->up->password[n] = '\0';
 	/* One trailing newline is how editors save a one-line file, not part of the secret. */
-	if (n > 0 && c->up.password[n - 1] == '\n')
-		c->up.password[--n] = '\0';
-	if (n > 0 && c->up.password[n - 1] == '\r')
-		c->up.password[--n] = '\0';
-	if (n == 0 || config_has_control(c->up.password)) {
+	if (n > 0 && ld->up->password[n - 1] == '\n')
+		ld->up->password[--n] = '\0';
+	if (n > 0 && ld->up->password[n - 1] == '\r')
+		ld->up->password[--n] = '\0';
+	if (n == 0 || config_has_control(ld->up->password)) {
 		config_err(ld, line, "password_file %s: empty, or control characters in it",
-		    c->up.password_file);
+		    ld->up->password_file);
 		return (-1);
 	}
 	return (0);
@@ -85,19 +84,27 @@ check_listen(struct loader *ld)
 	}
 }
 
-/* The names: the upstream's (required), its TLS mode and SNI by default, and ours. */
+/* The upstream's names: its host (required), its TLS mode and SNI by default. */
 static void
-check_names(struct loader *ld)
+check_upstream_names(struct loader *ld)
+{
+	if (ld->up->host[0] == '\0' && ld->up->slot == 0)
+		config_err(ld, ld->section_line[1], "[upstream] host is required");
+	else if (ld->up->host[0] == '\0')
+		config_err(ld, ld->up->line, "[upstream %s] host is required", ld->up->name);
+	if (!config_key_line(ld, "tls"))
+		ld->up->tls = ld->up->port == 465 ? UP_TLS_IMPLICIT : UP_TLS_STARTTLS;
+	if (ld->up->server_name[0] == '\0')
+		snprintf(ld->up->server_name, sizeof(ld->up->server_name), "%s", ld->up->host);
+}
+
+/* The name we go by: fully qualified, or relays refuse our EHLO. */
+static void
+check_hostname(struct loader *ld)
 {
 	struct config *c = ld->c;
 	char name[256];
 
-	if (c->up.host[0] == '\0')
-		config_err(ld, ld->section_line[1], "[upstream] host is required");
-	if (!config_key_line(ld, "tls"))
-		c->up.tls = c->up.port == 465 ? UP_TLS_IMPLICIT : UP_TLS_STARTTLS;
-	if (c->up.server_name[0] == '\0')
-		snprintf(c->up.server_name, sizeof(c->up.server_name), "%s", c->up.host);
 	if (c->hostname[0] == '\0') {
 		if (gethostname(name, sizeof(name)) != 0)
 			name[0] = '\0';
@@ -135,22 +142,22 @@ check_credentials(struct loader *ld)
 	const struct cidr *pub = public_allow(c);
 	char addr[INET6_ADDRSTRLEN];
 
-	if (c->up.username[0] != '\0') {
-		if (UPSTREAM_OAUTH2(&c->up))
+	if (ld->up->username[0] != '\0') {
+		if (UPSTREAM_OAUTH2(ld->up))
 			;	/* the token's keys: config_check_oauth2() */
-		else if (c->up.password[0] != '\0' && c->up.password_file[0] != '\0')
+		else if (ld->up->password[0] != '\0' && ld->up->password_file[0] != '\0')
 			config_err(ld, fline, "set password or password_file, not both");
-		else if (c->up.password_file[0] != '\0')
+		else if (ld->up->password_file[0] != '\0')
 			(void)read_password_file(ld);
-		else if (c->up.password[0] == '\0')
+		else if (ld->up->password[0] == '\0')
 			config_err(ld, config_key_line(ld, "username"),
 			    "username is set but neither password nor password_file");
 		if (pub != NULL)
 			config_err(ld, aline, "allow has a public network while username is set: "
-			    "anyone there could send mail as %s (open relay)", c->up.username);
+			    "anyone there could send mail as %s (open relay)", ld->up->username);
 		return;
 	}
-	if (c->up.password[0] != '\0' || c->up.password_file[0] != '\0')
+	if (ld->up->password[0] != '\0' || ld->up->password_file[0] != '\0')
 		config_err(ld, pline ? pline : fline, "password given without username");
 	/* The devices' own AUTH passes through, but many relays trust an address. */
 	if (pub != NULL) {
@@ -165,30 +172,43 @@ check_credentials(struct loader *ld)
 static void
 make_tls(struct loader *ld)
 {
-	struct config *c = ld->c;
 	char key[600], why[512];
 	int bad_ciphers;
 
-	snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", c->up.host, c->up.port, c->up.server_name,
-	    c->up.verify, c->up.min_tls);
-	c->up.tlsctx = tlsctx_new_client(key, c->up.ca_file, c->up.verify, c->up.min_tls,
-	    c->up.tls_ciphers, &bad_ciphers, why, sizeof(why));
-	if (c->up.tlsctx == NULL && bad_ciphers)
+	snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", ld->up->host, ld->up->port, ld->up->server_name,
+	    ld->up->verify, ld->up->min_tls);
+	ld->up->tlsctx = tlsctx_new_client(key, ld->up->ca_file, ld->up->verify, ld->up->min_tls,
+	    ld->up->tls_ciphers, &bad_ciphers, why, sizeof(why));
+	if (ld->up->tlsctx == NULL && bad_ciphers)
 		config_err(ld, config_key_line(ld, "tls_ciphers"),
 		    "tls_ciphers '%s': no TLS 1.2 cipher OpenSSL knows matches (%s)",
-		    c->up.tls_ciphers, why);
-	else if (c->up.tlsctx == NULL)
+		    ld->up->tls_ciphers, why);
+	else if (ld->up->tlsctx == NULL)
 		config_err(ld, config_key_line(ld, "ca_file"), "ca_file %s: %s",
-		    c->up.ca_file[0] ? c->up.ca_file : "(system store)", why);
+		    ld->up->ca_file[0] ? ld->up->ca_file : "(system store)", why);
 }
 
 void
 config_check(struct loader *ld)
 {
+	struct config *c = ld->c;
+	size_t i;
+
 	check_listen(ld);
-	check_names(ld);
-	check_credentials(ld);
-	config_check_oauth2(ld);
-	if (ld->nerr == 0)
-		make_tls(ld);
+	check_hostname(ld);
+	/* Each upstream the same way: config_key_line() now answers for its section. */
+	for (i = 0; i < c->nups; i++) {
+		ld->up = c->ups[i];
+		ld->cur_kind = "upstream";
+		ld->cur_lines = ld->up->keyline;
+		check_upstream_names(ld);
+		check_credentials(ld);
+		config_check_oauth2(ld);
+		if (ld->nerr == 0)
+			make_tls(ld);
+	}
+	ld->up = NULL;
+	ld->cur_kind = NULL;
+	ld->cur_lines = NULL;
+	config_check_devices(ld);
 }

@@ -28,11 +28,14 @@
 #define CONFIG_LINE_MAX 198
 
 
-typedef const char *(*setter)(struct config *, const char *);
+/* A K_FUNC key's setter: ${obj} is its section's object (struct config, upstream, device). */
+typedef const char *(*setter)(struct config *, char *obj, const char *);
 
-static const char *set_listen(struct config *, const char *);
-static const char *set_hostname(struct config *, const char *);
-static const char *set_allow(struct config *, const char *);
+static const char *set_listen(struct config *, char *, const char *);
+static const char *set_hostname(struct config *, char *, const char *);
+static const char *set_allow(struct config *, char *, const char *);
+static const char *set_match(struct config *, char *, const char *);
+static const char *set_route(struct config *, char *, const char *);
 
 /* How a key's value is read into its field. */
 enum key_type {
@@ -65,9 +68,10 @@ struct key {
 	setter		 set;		/* K_FUNC */
 };
 
-/* The field, as offset and size: C() in struct config, U() in an upstream's struct. */
+/* The field, as offset and size: C() in struct config, U() an upstream's, D() a device's. */
 #define C(f)		offsetof(struct config, f), sizeof(((struct config *)0)->f)
 #define U(f)		offsetof(struct upstream_conf, f), sizeof(((struct upstream_conf *)0)->f)
+#define D(f)		offsetof(struct device_conf, f), sizeof(((struct device_conf *)0)->f)
 #define UINT(sec, key, def, f, lo, hi, hint) \
 	{ sec, key, def, K_UINT, f, lo, hi, NULL, hint, NULL }
 #define UINT_OR(sec, key, def, f, lo, hi, names, hint) \
@@ -99,6 +103,9 @@ static const struct key_name flow_names[] = {
 	{ "client_credentials", OAUTH2_CLIENT_CREDENTIALS }, { "refresh_token", OAUTH2_REFRESH_TOKEN },
 	{ "jwt_bearer", OAUTH2_JWT_BEARER }, { "command", OAUTH2_COMMAND }, { NULL, 0 }
 };
+static const struct key_name client_auth_names[] = {
+	{ "no", CLIENT_AUTH_NO }, { "required", CLIENT_AUTH_REQUIRED }, { NULL, 0 }
+};
 static const struct key_name level_names[] = {
 	{ "error", L_ERROR }, { "warn", L_WARN }, { "info", L_INFO }, { "debug", L_DEBUG },
 	{ NULL, 0 }
@@ -114,13 +121,16 @@ static const struct key keys[] = {
 	FUNC("proxy", "allow", "127.0.0.0/8, ::1/128", set_allow),
 	UINT("proxy", "max_sessions", "1000", C(max_sessions), 1, 1000000, NULL),
 	UINT("proxy", "timeout", "300", C(timeout), 1, 86400, "expected seconds, 1..86400"),
-	ENUM("proxy", "bare_newline", "normalize", C(bare_newline), bare_newline_names, NULL),
+	ENUM("proxy", "bare_newline", "normalize", C(lim.bare_newline), bare_newline_names, NULL),
 	UINT_OR("proxy", "workers", "auto", C(workers), 1, 64, auto_names, NULL),
 	UINT("proxy", "shutdown_timeout", "30", C(shutdown_timeout), 0, 3600,
 	    "expected seconds, 0..3600"),
 	UINT("proxy", "first_command_timeout", "30", C(first_command_timeout), 1, 86400,
 	    "expected seconds, 1..86400"),
 	PATH("proxy", "state_dir", "/var/lib/smtp-tls-proxy", C(state_dir)),
+	PATH("proxy", "users_file", "", C(users_file)),
+	UINT("proxy", "retry_after", "60", C(retry_after), 0, 86400,
+	    "expected seconds, 0..86400 (0: never skip a failed upstream)"),
 	STR("upstream", "host", "", U(host)),
 	UINT("upstream", "port", "587", U(port), 1, 65535, "expected a port, 1..65535"),
 	ENUM("upstream", "tls", "", U(tls), tls_names, NULL),
@@ -151,20 +161,37 @@ static const struct key keys[] = {
 	STR("upstream", "oauth2_token_command", "", U(oauth2_token_command)),
 	STR("upstream", "oauth2_device_url", "", U(oauth2_device_url)),
 	PATH("upstream", "oauth2_ca_file", "", U(oauth2_ca_file)),
-	UINT("limits", "max_recipients", "100", C(max_recipients), 1, 100000, NULL),
-	UINT("limits", "max_message_size", "52428800", C(max_message_size), 0, 4294967295UL,
+	UINT("limits", "max_recipients", "100", C(lim.max_recipients), 1, 100000, NULL),
+	UINT("limits", "max_message_size", "52428800", C(lim.max_message_size), 0, 4294967295UL,
 	    "expected bytes, 0..4294967295 (0: the upstream's SIZE only)"),
-	UINT("limits", "max_sessions_per_client", "50", C(max_sessions_per_client), 1, 1000000,
+	UINT("limits", "max_sessions_per_client", "50", C(lim.max_sessions_per_client), 1, 1000000,
 	    NULL),
-	UINT("limits", "max_errors", "20", C(max_errors), 1, 10000, NULL),
-	UINT("limits", "min_data_rate", "256", C(min_data_rate), 0, 100000000,
+	UINT("limits", "max_errors", "20", C(lim.max_errors), 1, 10000, NULL),
+	UINT("limits", "min_data_rate", "256", C(lim.min_data_rate), 0, 100000000,
+	    "expected bytes per second (0: no minimum)"),
+	FUNC("device", "match", "", set_match),
+	FUNC("device", "upstream", "default", set_route),
+	STR("device", "force_sender", "", D(force_sender)),
+	BOOL("device", "rewrite_header_from", "no", D(rewrite_header_from)),
+	ENUM("device", "client_auth", "no", D(client_auth), client_auth_names, NULL),
+	/* A profile's own limits; empty: the [proxy] / [limits] value. */
+	ENUM("device", "bare_newline", "", D(lim.bare_newline), bare_newline_names, NULL),
+	UINT("device", "max_recipients", "", D(lim.max_recipients), 1, 100000, NULL),
+	UINT("device", "max_message_size", "", D(lim.max_message_size), 0, 4294967295UL,
+	    "expected bytes, 0..4294967295 (0: the upstream's SIZE only)"),
+	UINT("device", "max_sessions_per_client", "", D(lim.max_sessions_per_client), 1, 1000000,
+	    NULL),
+	UINT("device", "max_errors", "", D(lim.max_errors), 1, 10000, NULL),
+	UINT("device", "min_data_rate", "", D(lim.min_data_rate), 0, 100000000,
 	    "expected bytes per second (0: no minimum)"),
 	ENUM("log", "level", "info", C(log_level), level_names, NULL),
 	ENUM("log", "format", "text", C(log_format), format_names, NULL),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
+_Static_assert(sizeof(keys) / sizeof(keys[0]) <= CONFIG_MAX_KEYS, "room for every key's line");
 
-static const char *sections[] = { "proxy", "upstream", "log", "limits" };
+/* Section kinds; [upstream] and [device] also come as [upstream NAME], [device NAME]. */
+static const char *sections[] = { "proxy", "upstream", "log", "limits", "device" };
 
 static void text_add(char *, size_t, size_t *, const char *, int, const char *, const char *,
     va_list) __attribute__((format(printf, 7, 0)));
@@ -227,12 +254,13 @@ copy(char *dst, size_t size, const char *v)
 }
 
 static const char *
-set_listen(struct config *c, const char *v)
+set_listen(struct config *c, char *obj, const char *v)
 {
 	char item[128];
 	const char *s = v;
 	int r;
 
+	(void)obj;
 	c->nlisten = 0;
 	while ((r = parse_list_next(&s, item, sizeof(item))) == 1) {
 		if (c->nlisten == CONFIG_MAX_LISTEN)
@@ -248,45 +276,66 @@ set_listen(struct config *c, const char *v)
 }
 
 static const char *
-set_hostname(struct config *c, const char *v)
+set_hostname(struct config *c, char *obj, const char *v)
 {
 	size_t i;
 
+	(void)obj;
 	for (i = 0; v[i] != '\0'; i++)
 		if (!isalnum((unsigned char)v[i]) && v[i] != '-' && v[i] != '.')
 			return ("not a host name");
 	return (copy(c->hostname, sizeof(c->hostname), v));
 }
 
+/* A comma-separated list of networks into ${list} (at most ${max}); NULL or why not. */
 static const char *
-set_allow(struct config *c, const char *v)
+cidr_list(const char *v, struct cidr *list, size_t max, size_t *np)
 {
 	char item[128];
 	const char *s = v;
 	int r;
 
-	c->nallow = 0;
+	*np = 0;
 	while ((r = parse_list_next(&s, item, sizeof(item))) == 1) {
-		if (c->nallow == CONFIG_MAX_ALLOW)
+		if (*np == max)
 			return ("too many networks");
-		if (parse_cidr(item, &c->allow[c->nallow]) != 0)
+		if (parse_cidr(item, &list[*np]) != 0)
 			return ("expected addr or addr/bits, with no bits set past the prefix");
-		c->nallow++;
+		(*np)++;
 	}
 	if (r < 0)
 		return ("expected a comma-separated list of networks");
 	return (NULL);
 }
 
+static const char *
+set_match(struct config *c, char *obj, const char *v)
+{
+	struct device_conf *d = (struct device_conf *)(void *)obj;
+	const char *why;
 
+	(void)c;
+	if ((why = cidr_list(v, d->match, CONFIG_MAX_MATCH, &d->nmatch)) != NULL)
+		return (why);
+	return (d->nmatch == 0 ? "expected at least one address or network" : NULL);
+}
 
+/* The names as written; config_check resolves them once every [upstream NAME] is read. */
+static const char *
+set_route(struct config *c, char *obj, const char *v)
+{
+	struct device_conf *d = (struct device_conf *)(void *)obj;
 
+	(void)c;
+	return (copy(d->route_names, sizeof(d->route_names), v));
+}
 
-
-
-
-
-
+static const char *
+set_allow(struct config *c, char *obj, const char *v)
+{
+	(void)obj;
+	return (cidr_list(v, c->allow, CONFIG_MAX_ALLOW, &c->nallow));
+}
 
 
 /*
@@ -352,24 +401,18 @@ store(char *obj, const struct key *k, unsigned long v)
  * The struct a section's keys fill: [upstream] fills the default upstream's, which is
  * what lets the same rows fill an [upstream NAME] section's own.
  */
-static char *
-section_object(struct config *c, const char *section)
-{
-	return (strcmp(section, "upstream") == 0 ? (char *)&c->up : (char *)c);
-}
 
 /* Read ${v} into ${k}'s field; NULL, or why not (in ${buf} or static). */
 static const char *
-set_key(struct config *c, const struct key *k, const char *v, char *buf, size_t size)
+set_key(struct config *c, char *obj, const struct key *k, const char *v, char *buf, size_t size)
 {
-	char *obj = section_object(c, k->section);
 	const struct key_name *n;
 	unsigned long u;
 	int b;
 
 	switch (k->type) {
 	case K_FUNC:
-		return (k->set(c, v));
+		return (k->set(c, obj, v));
 	case K_STR:
 		return (copy(obj + k->off, k->size, v));
 	case K_PATH:
@@ -397,22 +440,6 @@ set_key(struct config *c, const struct key *k, const char *v, char *buf, size_t 
 	}
 	return ("unknown key type");
 }
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 int
@@ -484,35 +511,152 @@ unknown_section(struct loader *ld, const char *section)
 	    best ? best : "", best ? "]?)" : "");
 }
 
+/* Apply the defaults of the rows of section kind ${kind} to ${obj}. */
+static void
+defaults(struct config *c, const char *kind, char *obj)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].section, kind) == 0 && keys[i].def[0] != '\0' &&
+		    set_key(c, obj, &keys[i], keys[i].def, NULL, 0) != NULL)
+			abort();	/* a default that does not parse is our bug */
+}
+
+/* A section's name: letters, digits, '-', '_', '.'; it ends up in logs and file names. */
+static int
+valid_name(const char *n)
+{
+	size_t i;
+
+	if (n[0] == '\0' || strlen(n) >= 64 || n[0] == '.')
+		return (0);
+	for (i = 0; n[i] != '\0'; i++)
+		if (!isalnum((unsigned char)n[i]) && strchr("-_.", n[i]) == NULL)
+			return (0);
+	return (1);
+}
+
+/* [upstream NAME]: found, or made with the defaults; NULL after an error. */
+static struct upstream_conf *
+named_upstream(struct loader *ld, const char *name)
+{
+	struct config *c = ld->c;
+	struct upstream_conf *up;
+	size_t i;
+
+	if (name[0] == '\0')
+		return (&c->up);
+	for (i = 0; i < c->nups; i++)
+		if (strcmp(c->ups[i]->name, name) == 0 && i > 0)
+			return (c->ups[i]);
+	if (!valid_name(name) || strcmp(name, "default") == 0) {
+		config_err(ld, ld->header_line, "[upstream %s]: %s", name,
+		    strcmp(name, "default") == 0 ? "\"default\" is the name of [upstream] itself" :
+		    "a name is letters, digits, '-', '_' and '.', at most 63");
+		return (NULL);
+	}
+	if (c->nups == CONFIG_MAX_UPSTREAMS) {
+		config_err(ld, ld->header_line, "more than %d upstreams", CONFIG_MAX_UPSTREAMS);
+		return (NULL);
+	}
+	if ((up = calloc(1, sizeof(*up))) == NULL) {
+		config_err(ld, ld->header_line, "out of memory");
+		return (NULL);
+	}
+	defaults(c, "upstream", (char *)up);
+	snprintf(up->name, sizeof(up->name), "%s", name);
+	up->slot = (int)c->nups;
+	up->line = ld->header_line;
+	c->ups[c->nups++] = up;
+	return (up);
+}
+
+/* [device NAME]: found, or made with the defaults; NULL after an error. */
+static struct device_conf *
+named_device(struct loader *ld, const char *name)
+{
+	struct config *c = ld->c;
+	struct device_conf *d;
+	size_t i;
+
+	for (i = 0; i < c->ndevs; i++)
+		if (strcmp(c->devs[i]->name, name) == 0)
+			return (c->devs[i]);
+	if (!valid_name(name)) {
+		config_err(ld, ld->header_line, name[0] == '\0' ? "[device] needs a name: "
+		    "[device NAME]" : "[device %s]: a name is letters, digits, '-', '_' and '.', "
+		    "at most 63", name);
+		return (NULL);
+	}
+	if (c->ndevs == CONFIG_MAX_DEVICES) {
+		config_err(ld, ld->header_line, "more than %d devices", CONFIG_MAX_DEVICES);
+		return (NULL);
+	}
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		config_err(ld, ld->header_line, "out of memory");
+		return (NULL);
+	}
+	defaults(c, "device", (char *)d);
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->line = ld->header_line;
+	c->devs[c->ndevs++] = d;
+	return (d);
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct loader *ld = user;
-	const char *why;
-	char buf[200];
-	size_t i;
+	const char *why, *oname;
+	char buf[200], kind[16], *obj;
+	int *lines = ld->seen;
+	size_t i, n;
 	int known = 0;
 
 	ld->prev_key = 1;
+	/* "upstream backup" is kind "upstream", name "backup". */
+	n = strcspn(section, " \t");
+	snprintf(kind, sizeof(kind), "%.*s", (int)(n < sizeof(kind) ? n : sizeof(kind) - 1),
+	    section);
+	for (oname = section + n; *oname == ' ' || *oname == '\t'; oname++)
+		;
 	for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
-		if (strcmp(section, sections[i]) == 0) {
+		if (strcmp(kind, sections[i]) == 0) {
 			known = 1;
-			if (ld->section_line[i] == 0)
+			if (ld->section_line[i] == 0 && oname[0] == '\0')
 				ld->section_line[i] = ld->line;
 		}
 	}
-	if (!known) {
+	if (!known || (oname[0] != '\0' && strcmp(kind, "upstream") != 0 &&
+	    strcmp(kind, "device") != 0)) {
 		unknown_section(ld, section);
 		return (1);
 	}
+	obj = (char *)ld->c;
+	if (strcmp(kind, "upstream") == 0) {
+		struct upstream_conf *up = named_upstream(ld, oname);
+
+		if (up == NULL)
+			return (1);
+		obj = (char *)up;
+		lines = up->keyline;
+	} else if (strcmp(kind, "device") == 0) {
+		struct device_conf *d = named_device(ld, oname);
+
+		if (d == NULL)
+			return (1);
+		obj = (char *)d;
+		lines = d->keyline;
+	}
 	for (i = 0; i < NKEYS; i++) {
-		if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
+		if (strcmp(keys[i].section, kind) != 0 || strcmp(keys[i].name, name) != 0)
 			continue;
-		if (ld->seen[i]) {
-			config_err(ld, ld->line, "%s is already set on line %d", name, ld->seen[i]);
+		if (lines[i]) {
+			config_err(ld, ld->line, "%s is already set on line %d", name, lines[i]);
 			return (1);
 		}
-		ld->seen[i] = ld->line;
+		lines[i] = ld->line;
 		if (config_has_control(value)) {
 			config_err(ld, ld->line, "%s: control characters in the value", name);
 			return (1);
@@ -524,7 +668,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 			config_warn(ld, ld->line, "password: a ';' after a space or tab starts a "
 			    "comment, so the password was read only up to it; put a password "
 			    "with \" ;\" in it in password_file");
-		if ((why = set_key(ld->c, &keys[i], value, buf, sizeof(buf))) != NULL)
+		if ((why = set_key(ld->c, obj, &keys[i], value, buf, sizeof(buf))) != NULL)
 			config_err(ld, ld->line, "%s = %s: %s", name,
 			    strcmp(name, "password") == 0 ||
 			    strcmp(name, "oauth2_client_secret") == 0 ? "********" : value, why);
@@ -610,8 +754,13 @@ config_key_line(const struct loader *ld, const char *name)
 {
 	size_t i;
 
+	/* The section being checked (an upstream, a device) first, then the global ones. */
+	for (i = 0; ld->cur_kind != NULL && i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0 && strcmp(keys[i].section, ld->cur_kind) == 0)
+			return (ld->cur_lines[i]);
 	for (i = 0; i < NKEYS; i++)
-		if (strcmp(keys[i].name, name) == 0)
+		if (strcmp(keys[i].name, name) == 0 && strcmp(keys[i].section, "upstream") != 0 &&
+		    strcmp(keys[i].section, "device") != 0)
 			return (ld->seen[i]);
 	return (0);
 }
@@ -628,7 +777,6 @@ config_load_flags(const char *path, int flags, char *errs, size_t errsize)
 {
 	struct loader ld;
 	struct config *c;
-	size_t i;
 	int rc;
 
 	memset(&ld, 0, sizeof(ld));
@@ -642,12 +790,15 @@ config_load_flags(const char *path, int flags, char *errs, size_t errsize)
 		return (NULL);
 	}
 	c->refs = 1;
-	snprintf(c->up.name, sizeof(c->up.name), "default");
+	c->ups[0] = &c->up;
+	c->nups = 1;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	ld.c = c;
-	for (i = 0; i < NKEYS; i++)
-		if (keys[i].def[0] != '\0' && set_key(c, &keys[i], keys[i].def, NULL, 0) != NULL)
-			abort();	/* a default that does not parse is our bug */
+	defaults(c, "proxy", (char *)c);
+	defaults(c, "log", (char *)c);
+	defaults(c, "limits", (char *)c);
+	defaults(c, "upstream", (char *)&c->up);
+	snprintf(c->up.name, sizeof(c->up.name), "default");
 	if ((ld.f = fopen(path, "r")) == NULL) {
 		config_err(&ld, 0, "%s", strerror(errno));
 		config_unref(c);
@@ -684,24 +835,50 @@ config_ref(struct config *c)
 void
 config_unref(struct config *c)
 {
+	size_t i;
+
 	if (c == NULL || --c->refs > 0)
 		return;
-	tlsctx_free(c->up.tlsctx);
-	OPENSSL_cleanse(c->up.password, sizeof(c->up.password));
-	OPENSSL_cleanse(c->up.oauth2_client_secret, sizeof(c->up.oauth2_client_secret));
-	if (c->up.oauth2_key_pem != NULL) {
-		OPENSSL_cleanse(c->up.oauth2_key_pem, strlen(c->up.oauth2_key_pem));
-		free(c->up.oauth2_key_pem);
+	for (i = 0; i < c->nups; i++) {
+		struct upstream_conf *up = c->ups[i];
+
+		tlsctx_free(up->tlsctx);
+		OPENSSL_cleanse(up->password, sizeof(up->password));
+		OPENSSL_cleanse(up->oauth2_client_secret, sizeof(up->oauth2_client_secret));
+		if (up->oauth2_key_pem != NULL) {
+			OPENSSL_cleanse(up->oauth2_key_pem, strlen(up->oauth2_key_pem));
+			free(up->oauth2_key_pem);
+		}
+		if (i > 0)
+			free(up);
 	}
+	for (i = 0; i < c->ndevs; i++)
+		free(c->devs[i]);
 	free(c);
 }
 
 void
 config_wipe_oauth2(struct config *c)
 {
-	OPENSSL_cleanse(c->up.oauth2_client_secret, sizeof(c->up.oauth2_client_secret));
-	if (c->up.oauth2_key_pem != NULL)
-		OPENSSL_cleanse(c->up.oauth2_key_pem, strlen(c->up.oauth2_key_pem));
+	size_t i;
+
+	for (i = 0; i < c->nups; i++) {
+		OPENSSL_cleanse(c->ups[i]->oauth2_client_secret,
+		    sizeof(c->ups[i]->oauth2_client_secret));
+		if (c->ups[i]->oauth2_key_pem != NULL)
+			OPENSSL_cleanse(c->ups[i]->oauth2_key_pem, strlen(c->ups[i]->oauth2_key_pem));
+	}
+}
+
+struct upstream_conf *
+config_upstream(const struct config *c, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < c->nups; i++)
+		if (strcmp(c->ups[i]->name, name) == 0)
+			return (c->ups[i]);
+	return (NULL);
 }
 
 const char *

@@ -11,6 +11,11 @@
 #define CONFIG_DEFAULT_PATH	"/etc/smtp-tls-proxy/smtp-tls-proxy.ini"
 #define CONFIG_MAX_LISTEN	16
 #define CONFIG_MAX_ALLOW	64
+#define CONFIG_MAX_UPSTREAMS	16	/* [upstream] and [upstream NAME]; = SHARED_TOKENS */
+#define CONFIG_MAX_DEVICES	64
+#define CONFIG_MAX_ROUTE	8	/* upstreams one device fails over across */
+#define CONFIG_MAX_MATCH	32
+#define CONFIG_MAX_KEYS		96	/* key rows */
 
 enum up_tls { UP_TLS_STARTTLS, UP_TLS_IMPLICIT };
 enum up_auth { UP_AUTH_AUTO, UP_AUTH_PLAIN, UP_AUTH_LOGIN, UP_AUTH_XOAUTH2, UP_AUTH_OAUTHBEARER };
@@ -31,7 +36,9 @@ struct listen_addr {
  */
 struct upstream_conf {
 	char		 name[64];		/* "default" for [upstream] */
-	int		 slot;			/* its index: the shared token slot */
+	int		 slot;			/* its index in cfg->ups: the shared slot */
+	int		 line;			/* of its section header; 0 = none */
+	int		 keyline[CONFIG_MAX_KEYS];	/* line each key was set on; 0 = default */
 	char		 host[256];
 	int		 port;
 	enum up_tls	 tls;
@@ -70,6 +77,37 @@ struct upstream_conf {
 	unsigned long long oauth2_fp;
 };
 
+/*
+ * What a device profile may set for its devices only; [proxy] bare_newline and [limits]
+ * for every other client.
+ */
+struct limits {
+	enum data_policy bare_newline;
+	unsigned long	 max_recipients;
+	unsigned long long max_message_size;	/* bytes; 0 = only the upstream's SIZE */
+	unsigned long	 max_sessions_per_client;
+	unsigned long	 max_errors;
+	unsigned long	 min_data_rate;		/* bytes/s after the first 30 s of DATA */
+};
+
+enum client_auth { CLIENT_AUTH_NO, CLIENT_AUTH_REQUIRED };
+
+/* A [device NAME] profile: who (by source network) and what they get. */
+struct device_conf {
+	char		 name[64];
+	int		 line;			/* of its section header */
+	int		 keyline[CONFIG_MAX_KEYS];
+	struct cidr	 match[CONFIG_MAX_MATCH];
+	size_t		 nmatch;
+	char		 route_names[200];	/* "upstream =" as written; resolved into route */
+	int		 route[CONFIG_MAX_ROUTE];	/* indices into cfg->ups, in failover order */
+	size_t		 nroute;
+	char		 force_sender[320];	/* "" = the device's own MAIL FROM */
+	int		 rewrite_header_from;
+	enum client_auth client_auth;
+	struct limits	 lim;			/* the global ones, with this profile's overrides */
+};
+
 /* 1 if ${up} logs in with an OAuth2 token (auth_mechanism xoauth2 or oauthbearer). */
 #define UPSTREAM_OAUTH2(up) \
 	((up)->auth_mechanism == UP_AUTH_XOAUTH2 || (up)->auth_mechanism == UP_AUTH_OAUTHBEARER)
@@ -91,21 +129,24 @@ struct config {
 	size_t		 nallow;
 	unsigned long	 max_sessions;
 	unsigned long	 timeout;		/* seconds, each wait */
-	enum data_policy bare_newline;
 	unsigned long	 workers;		/* event-loop processes; 0 = one per CPU */
 	unsigned long	 shutdown_timeout;	/* seconds sessions get to finish on stop */
 	unsigned long	 first_command_timeout;	/* seconds from our 220 to the first command */
 	char		 state_dir[PATH_MAX];	/* what the proxy keeps: rotated refresh tokens */
+	char		 users_file[PATH_MAX];	/* name:crypt-hash lines, for client_auth */
+	unsigned long	 retry_after;		/* seconds a failed upstream is skipped */
 
-	/* [upstream] */
+	/* [upstream] is ups[0] ("default"); [upstream NAME] the others, in file order. */
 	struct upstream_conf up;
+	struct upstream_conf *ups[CONFIG_MAX_UPSTREAMS];
+	size_t		 nups;
 
-	/* [limits] */
-	unsigned long	 max_recipients;
-	unsigned long long max_message_size;	/* bytes; 0 = only the upstream's SIZE */
-	unsigned long	 max_sessions_per_client;
-	unsigned long	 max_errors;
-	unsigned long	 min_data_rate;		/* bytes/s after the first 30 s of DATA */
+	/* [device NAME] */
+	struct device_conf *devs[CONFIG_MAX_DEVICES];
+	size_t		 ndevs;
+
+	/* [proxy] bare_newline and [limits]: for clients of no profile, and each one's base */
+	struct limits	 lim;
 
 	/* [log] */
 	enum log_level	 log_level;
@@ -143,6 +184,12 @@ struct config *config_load_flags(const char *path, int flags, char *errs, size_t
  */
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
+
+/**
+ * config_upstream(c, name):
+ * The upstream called ${name} ("default" is [upstream]), or NULL.
+ */
+struct upstream_conf *config_upstream(const struct config *c, const char *name);
 
 /**
  * config_wipe_oauth2(c):

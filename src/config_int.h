@@ -7,6 +7,8 @@
  */
 #include <stdio.h>
 
+#include "config.h"
+
 struct config;
 
 struct loader {
@@ -19,8 +21,12 @@ struct loader {
 	size_t		 errsize, errlen;
 	int		 nerr;
 	size_t		 warnlen;	/* used in c->warnings */
-	int		 seen[64];	/* line each key was set on, 0 = default */
-	int		 section_line[4];	/* line of each section's header */
+	int		 seen[CONFIG_MAX_KEYS];	/* line each global key was set on, 0 = default */
+	int		 section_line[5];	/* line of each unnamed section's header */
+	/* The section the checks look at now: config_key_line() answers for it. */
+	const char	*cur_kind;	/* "upstream", "device", or NULL: the global sections */
+	const int	*cur_lines;
+	struct upstream_conf *up;	/* the upstream being checked */
 	/* The reader's view of the line inih is about to parse (inih tells us neither). */
 	char		 header[50];	/* last [section] header, cut as inih cuts it */
 	int		 header_line;
@@ -46,7 +52,10 @@ int config_has_control(const char *v);
 /* The checks across keys, after every line was read without error. */
 void config_check(struct loader *ld);
 
-/* The OAuth2 keys of the upstream (confoauth2.c), from config_check(). */
+/* The [device NAME] profiles (confdevice.c), from config_check(), after the upstreams. */
+void config_check_devices(struct loader *ld);
+
+/* The OAuth2 keys of the upstream ld->up (confoauth2.c), from config_check(). */
 void config_check_oauth2(struct loader *ld);
 
 #endif

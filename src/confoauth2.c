@@ -35,7 +35,7 @@ need(struct loader *ld, const char *value, const char *key, const char *why)
 {
 	if (value[0] == '\0')
 		config_err(ld, flow_line(ld), "oauth2_flow = %s needs %s (%s)",
-		    config_flow_str(ld->c->up.oauth2_flow), key, why);
+		    config_flow_str(ld->up->oauth2_flow), key, why);
 }
 
 static void
@@ -69,7 +69,7 @@ secret_file(struct loader *ld, const char *key, const char *path, char *out, siz
 static void
 key_file(struct loader *ld)
 {
-	struct upstream_conf *up = &ld->c->up;
+	struct upstream_conf *up = ld->up;
 	char why[512], *json;
 	EVP_PKEY *pk = NULL;
 	long n;
@@ -112,7 +112,7 @@ key_file(struct loader *ld)
 static void
 command(struct loader *ld)
 {
-	struct upstream_conf *up = &ld->c->up;
+	struct upstream_conf *up = ld->up;
 	char buf[sizeof(up->oauth2_token_command)], *argv[32];
 
 	if (token_argv(up->oauth2_token_command, buf, sizeof(buf), argv, 32) < 0) {
@@ -137,23 +137,23 @@ refresh_token(struct loader *ld)
 	struct stat st;
 	int rc;
 
-	if (c->up.oauth2_refresh_token_file[0] != '\0')
-		secret_file(ld, "oauth2_refresh_token_file", c->up.oauth2_refresh_token_file, tok,
+	if (ld->up->oauth2_refresh_token_file[0] != '\0')
+		secret_file(ld, "oauth2_refresh_token_file", ld->up->oauth2_refresh_token_file, tok,
 		    sizeof(tok));
 	OPENSSL_cleanse(tok, sizeof(tok));
-	rc = state_refresh_token(c->state_dir, c->up.name, c->up.oauth2_refresh_token_file, tok,
+	rc = state_refresh_token(c->state_dir, ld->up->name, ld->up->oauth2_refresh_token_file, tok,
 	    sizeof(tok), why, sizeof(why));
 	OPENSSL_cleanse(tok, sizeof(tok));
-	if (state_path(c->state_dir, c->up.name, path, sizeof(path)) != 0)
+	if (state_path(c->state_dir, ld->up->name, path, sizeof(path)) != 0)
 		snprintf(path, sizeof(path), "%s", c->state_dir);
 	/* oauth2-login is what puts a (new) token there: none, or a broken one, is its job. */
-	if (rc < 0 && c->up.oauth2_refresh_token_file[0] == '\0' &&
+	if (rc < 0 && ld->up->oauth2_refresh_token_file[0] == '\0' &&
 	    !(ld->flags & CONFIG_FOR_LOGIN))
 		config_err(ld, LINE("state_dir"), "state_dir: %s", why);
 	else if (rc > 0 && !(ld->flags & CONFIG_FOR_LOGIN))
 		config_err(ld, flow_line(ld), "oauth2_flow = refresh_token needs "
 		    "oauth2_refresh_token_file, or a token in %s (Microsoft 365: run "
-		    "smtp-tls-proxy oauth2-login %s; Google: see the README)", path, c->up.name);
+		    "smtp-tls-proxy oauth2-login %s; Google: see the README)", path, ld->up->name);
 	/* A rotated token must be kept, or the next restart uses a dead one. */
 	if (stat(c->state_dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
 	    access(c->state_dir, W_OK) != 0)
@@ -165,7 +165,7 @@ refresh_token(struct loader *ld)
 static void
 flow(struct loader *ld)
 {
-	struct upstream_conf *up = &ld->c->up;
+	struct upstream_conf *up = ld->up;
 
 	if (up->oauth2_client_secret[0] != '\0' && up->oauth2_client_secret_file[0] != '\0')
 		config_err(ld, LINE("oauth2_client_secret_file"),
@@ -240,7 +240,7 @@ config_check_oauth2(struct loader *ld)
 		"oauth2_key_file", "oauth2_subject", "oauth2_token_command", "oauth2_device_url",
 		"oauth2_ca_file",
 	};
-	struct upstream_conf *up = &ld->c->up;
+	struct upstream_conf *up = ld->up;
 	size_t i;
 
 	if (!UPSTREAM_OAUTH2(up)) {

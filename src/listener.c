@@ -19,6 +19,7 @@
 #include "listener.h"
 #include "log.h"
 #include "parse.h"
+#include "route.h"
 #include "session.h"
 #include "shared.h"
 
@@ -120,14 +121,21 @@ session_done(void *arg, const struct sockaddr *peer)
  * password only brings the account closer to the provider's lock-out.
  */
 static int
-auth_backoff(struct listeners *ls, int fd, const char *client)
+auth_backoff(struct listeners *ls, const struct device_conf *dev, int fd, const char *client)
 {
+	const struct upstream_conf *up;
 	char text[200];
-	long left;
+	long left = 0, l;
+	size_t i;
 
-	if (ls->cfg->up.username[0] == '\0' || ls->cfg->up.auth_retry_after == 0 ||
-	    (left = shared_auth_backoff_left()) == 0)
-		return (0);
+	/* Refused here only when every upstream the device could use is held off. */
+	for (i = 0; (up = route_upstream(ls->cfg, dev, i)) != NULL; i++) {
+		if (up->username[0] == '\0' || up->auth_retry_after == 0 ||
+		    (l = shared_auth_backoff_left(up->slot)) == 0)
+			return (0);
+		if (left == 0 || l < left)
+			left = l;
+	}
 	snprintf(text, sizeof(text), "Upstream login refused, not retrying for %ld s", left);
 	/* info: auth.backoff said it once at warn; a line per device would drown it. */
 	deny(ls, L_INFO, fd, client, "auth_backoff", "421 4.7.0", text);
@@ -139,6 +147,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct lsock *li = w->data;
 	struct listeners *ls = li->owner;
+	const struct device_conf *dev;
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	char client[80];
@@ -165,7 +174,8 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			deny(ls, L_WARN, fd, client, "allow", "554 5.7.1", "Access denied");
 			continue;
 		}
-		if (auth_backoff(ls, fd, client))
+		dev = route_device(ls->cfg, (struct sockaddr *)&ss);
+		if (auth_backoff(ls, dev, fd, client))
 			continue;
 		if (!shared_session_enter((long)ls->cfg->max_sessions)) {
 			deny(ls, L_WARN, fd, client, "max_sessions", "421 4.3.2",
@@ -173,7 +183,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		if (!shared_client_enter((struct sockaddr *)&ss,
-		    (long)ls->cfg->max_sessions_per_client)) {
+		    (long)route_limits(ls->cfg, dev)->max_sessions_per_client)) {
 			shared_session_leave();
 			deny(ls, L_WARN, fd, client, "max_sessions_per_client", "421 4.7.0",
 			    "Too many connections from your address, try again later");
@@ -184,7 +194,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		 * holds it until it ends, idle or not: the provider caps sessions per
 		 * account, so devices over the cap are refused here, not there.
 		 */
-		if (!shared_upstream_enter((long)ls->cfg->up.max_connections)) {
+		if (!shared_upstream_enter((long)route_upstream(ls->cfg, dev, 0)->max_connections)) {
 			shared_client_leave((struct sockaddr *)&ss);
 			shared_session_leave();
 			deny(ls, L_WARN, fd, client, "upstream_busy", "421 4.3.2",

@@ -348,12 +348,13 @@ backoff(const struct upstream_conf *up, const char *sid, const char *reply, size
 	time_t t;
 
 	if (len < 1 || reply[0] != '5' || up->auth_retry_after == 0 ||
-	    !shared_auth_backoff_start((long)up->auth_retry_after))
+	    !shared_auth_backoff_start(up->slot, (long)up->auth_retry_after))
 		return;
 	t = time(NULL) + (time_t)up->auth_retry_after;
 	strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
 	log_begin(&l, L_WARN, sid, "auth.backoff");
-	log_str(&l, "upstream", up->host);
+	log_str(&l, "upstream", up->name);
+	log_str(&l, "host", up->host);
 	log_str(&l, "user", up->username);
 	log_num(&l, "seconds", (long long)up->auth_retry_after);
 	log_str(&l, "until", until);
@@ -374,7 +375,8 @@ login_report(const struct login *lg, const struct upstream_conf *up, const char 
 	struct logline l;
 
 	log_begin(&l, ok ? L_INFO : L_WARN, sid, ok ? "auth.ok" : "auth.fail");
-	log_str(&l, "upstream", up->host);
+	log_str(&l, "upstream", up->name);
+	log_str(&l, "host", up->host);
 	log_str(&l, "user", up->username);
 	log_str(&l, "mechanism", mechs[lg->mech]);
 	if (!ok) {

@@ -357,15 +357,14 @@ stop(struct source *s)
 void
 oauth2_configure(struct ev_loop *l, struct config *cfg, void (*cb)(void))
 {
-	struct upstream_conf *ups[1] = { &cfg->up };
 	struct source *s;
 	size_t i;
 	int keep[SHARED_TOKENS] = { 0 };
 
 	loop = l;
 	notify = cb;
-	for (i = 0; i < sizeof(ups) / sizeof(ups[0]); i++) {
-		struct upstream_conf *up = ups[i];
+	for (i = 0; i < cfg->nups; i++) {
+		struct upstream_conf *up = cfg->ups[i];
 
 		if (!UPSTREAM_OAUTH2(up) || up->slot < 0 || up->slot >= SHARED_TOKENS)
 			continue;

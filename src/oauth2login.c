@@ -72,9 +72,7 @@ usage(FILE *f)
 static struct upstream_conf *
 find_upstream(struct config *c, const char *name)
 {
-	if (strcmp(name, c->up.name) == 0)
-		return (&c->up);
-	return (NULL);
+	return (config_upstream(c, name));
 }
 
 /* 0 if ${up} can be signed in with a device code; else say why and -1. */

@@ -180,30 +180,52 @@ parse_cidr(const char *s, struct cidr *c)
 	return (0);
 }
 
+/* The address in ${sa} as a host network (/32, /128), v4-mapped folded; -1 if neither family. */
+static int
+sa_cidr(const struct sockaddr *sa, struct cidr *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (sa->sa_family == AF_INET) {
+		a->family = AF_INET;
+		memcpy(a->addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		a->bits = 32;
+	} else if (sa->sa_family == AF_INET6) {
+		a->family = AF_INET6;
+		memcpy(a->addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+		a->bits = 128;
+		cidr_fold_mapped(a);
+	} else
+		return (-1);
+	return (0);
+}
+
 int
-cidr_match(const struct cidr *list, size_t n, const struct sockaddr *sa)
+cidr_best(const struct cidr *list, size_t n, const struct sockaddr *sa)
 {
 	struct cidr a;
 	size_t i;
+	int best = -1;
 
-	memset(&a, 0, sizeof(a));
-	if (sa->sa_family == AF_INET) {
-		a.family = AF_INET;
-		memcpy(a.addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-		a.bits = 32;
-	} else if (sa->sa_family == AF_INET6) {
-		a.family = AF_INET6;
-		memcpy(a.addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-		a.bits = 128;
-		cidr_fold_mapped(&a);
-	} else
-		return (0);
-	for (i = 0; i < n; i++) {
-		if (list[i].family == a.family &&
+	if (sa_cidr(sa, &a) != 0)
+		return (-1);
+	for (i = 0; i < n; i++)
+		if (list[i].family == a.family && list[i].bits > best &&
 		    prefix_match(list[i].addr, a.addr, list[i].bits))
-			return (1);
-	}
-	return (0);
+			best = list[i].bits;
+	return (best);
+}
+
+int
+cidr_within(const struct cidr *inner, const struct cidr *outer)
+{
+	return (inner->family == outer->family && inner->bits >= outer->bits &&
+	    prefix_match(outer->addr, inner->addr, outer->bits));
+}
+
+int
+cidr_match(const struct cidr *list, size_t n, const struct sockaddr *sa)
+{
+	return (cidr_best(list, n, sa) >= 0);
 }
 
 int

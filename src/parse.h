@@ -62,6 +62,19 @@ int parse_cidr(const char *s, struct cidr *c);
 int cidr_match(const struct cidr *list, size_t n, const struct sockaddr *sa);
 
 /**
+ * cidr_best(list, n, sa):
+ * The prefix length of the most specific network of ${list} (${n} networks) holding the
+ * address in ${sa} (v4-mapped counts as IPv4), or -1 when none does.
+ */
+int cidr_best(const struct cidr *list, size_t n, const struct sockaddr *sa);
+
+/**
+ * cidr_within(inner, outer):
+ * 1 if every address of ${inner} is inside ${outer}, else 0.
+ */
+int cidr_within(const struct cidr *inner, const struct cidr *outer);
+
+/**
  * cidr_is_private(c):
  * 1 if every address of ${c} is loopback, RFC 1918, CGNAT, link-local or ULA
  * (so an allow list made of such networks cannot make an open relay), else 0.

@@ -61,7 +61,7 @@ emit_local(struct session *s, enum local_reply r)
 
 	switch (r) {
 	case R_EHLO:
-		n = smtp_ehlo_reply(&s->caps, s->cfg->hostname, s->cfg->up.username[0] == '\0',
+		n = smtp_ehlo_reply(&s->caps, s->cfg->hostname, s->upc->username[0] == '\0',
 		    buf, sizeof(buf));
 		break;
 	case R_HELO:
@@ -69,7 +69,7 @@ emit_local(struct session *s, enum local_reply r)
 		break;
 	case R_TOO_MANY_RCPTS:
 		n = (size_t)snprintf(buf, sizeof(buf), "452 4.5.3 Too many recipients (limit "
-		    "%lu)\r\n", s->cfg->max_recipients);
+		    "%lu)\r\n", s->lim->max_recipients);
 		break;
 	case R_TOO_BIG:
 		n = (size_t)snprintf(buf, sizeof(buf), "552 5.3.4 Message size exceeds fixed "
@@ -235,7 +235,7 @@ static enum local_reply
 check_rcpt(const struct session *s, const struct smtp_cmd *c)
 {
 	(void)c;
-	return (s->rcpts_sent >= s->cfg->max_recipients ? R_TOO_MANY_RCPTS : R_NONE);
+	return (s->rcpts_sent >= s->lim->max_recipients ? R_TOO_MANY_RCPTS : R_NONE);
 }
 
 static int
@@ -269,7 +269,7 @@ static int
 act_auth(struct session *s, const struct smtp_cmd *c)
 {
 	(void)c;
-	if (s->cfg->up.username[0] != '\0') {
+	if (s->upc->username[0] != '\0') {
 		/* The proxy holds the credentials and has used them already. */
 		relay_local(s, R_AUTH_OK);
 		return (1);
@@ -428,7 +428,7 @@ relay_read_commands(struct session *s)
 			relay_local(s, R_TOO_LONG);
 			continue;
 		}
-		if (term == 1 && s->cfg->bare_newline == DATA_REJECT) {
+		if (term == 1 && s->lim->bare_newline == DATA_REJECT) {
 			/* Refused at once: waiting for a CRLF that never comes would hang the device. */
 			conn_consume(s->cl, len + 1);
 			relay_local(s, R_BARE_LF);

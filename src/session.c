@@ -59,6 +59,7 @@
 #include "conn.h"
 #include "log.h"
 #include "parse.h"
+#include "route.h"
 #include "session_int.h"
 #include "shared.h"
 #include "upstream.h"
@@ -244,7 +245,7 @@ session_fail(struct session *s, const char *code, const char *text, const char *
 void
 session_count_error(struct session *s)
 {
-	if (++s->errors < s->cfg->max_errors || s->state == S_CLOSING || s->dead)
+	if (++s->errors < s->lim->max_errors || s->state == S_CLOSING || s->dead)
 		return;
 	session_fail(s, "421 4.7.0", "Too many errors, closing connection", "too-many-errors");
 }
@@ -437,7 +438,7 @@ on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 set_size_limit(struct session *s)
 {
-	s->size_limit = s->cfg->max_message_size;
+	s->size_limit = s->lim->max_message_size;
 	if (s->caps.size > 0 && (s->size_limit == 0 || s->caps.size < s->size_limit))
 		s->size_limit = s->caps.size;
 	if (s->size_limit > 0) {
@@ -452,6 +453,7 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 	struct session *s = arg;
 
 	enter(s);
+	s->upc = upstream_conf_of(s->prep);
 	s->prep = NULL;
 	if (up == NULL) {
 		fail_raw(s, last, "upstream-failed");
@@ -485,6 +487,8 @@ session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct soc
 	}
 	s->loop = loop;
 	s->cfg = config_ref(cfg);
+	s->dev = route_device(cfg, peer);
+	s->lim = route_limits(cfg, s->dev);
 	s->done = done;
 	s->done_arg = arg;
 	s->started = ev_now(loop);
@@ -510,7 +514,8 @@ session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct soc
 	log_str(&l, "client", s->client);
 	log_end(&l);
 	s->state = S_PREP;
-	if ((s->prep = upstream_start(loop, cfg, s->sid, s->client, on_upstream, s)) == NULL) {
+	if ((s->prep = upstream_start(loop, cfg, s->dev, s->sid, s->client, on_upstream,
+	    s)) == NULL) {
 		enter(s);
 		fail_raw(s, "421 4.3.0 Out of memory\r\n", "internal");
 		leave(s);

@@ -70,6 +70,9 @@ struct txn {
 struct session {
 	struct ev_loop	*loop;
 	struct config	*cfg;
+	const struct device_conf *dev;	/* its profile (NULL: none), in cfg */
+	const struct limits *lim;	/* the profile's limits, or the global ones */
+	const struct upstream_conf *upc;	/* the upstream it relays to, once prepared */
 	char		 sid[16];
 	char		 client[64];
 	enum sess_state	 state;

@@ -61,7 +61,8 @@ struct shared {
 	struct tls_share tls;
 	int		 clients_lock;
 	struct client_slot clients[SHARED_CLIENTS];
-	struct auth_backoff auth;
+	struct auth_backoff auth[SHARED_TOKENS];	/* per upstream slot */
+	struct auth_backoff down[SHARED_TOKENS];	/* failed upstreams skipped until */
 	struct token_slot tokens[SHARED_TOKENS];
 };
 
@@ -248,10 +249,10 @@ mono_ms(void)
 	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
-int
-shared_auth_backoff_start(long seconds)
+/* Start ${a} for ${seconds} unless one of this generation runs: 1 if started. */
+static int
+until_start(struct auth_backoff *a, long seconds)
 {
-	struct auth_backoff *a = &st->auth;
 	long long now = mono_ms();
 	int started = 0;
 
@@ -271,10 +272,10 @@ shared_auth_backoff_start(long seconds)
 	return (started);
 }
 
-long
-shared_auth_backoff_left(void)
+/* Seconds (rounded up) left of ${a} for this generation; 0 when none. */
+static long
+until_left(struct auth_backoff *a)
 {
-	struct auth_backoff *a = &st->auth;
 	long long left = 0;
 
 	/* Nothing ever started: skip the lock on every accept. */
@@ -485,4 +486,57 @@ shared_token_requests(int slot, unsigned long long fp)
 	t->asked = 0;
 	shared_unlock(&t->lock);
 	return (asked);
+}
+
+/* The slot's entry of ${arr}, or NULL for a slot out of range. */
+static struct auth_backoff *
+slot_of(struct auth_backoff *arr, int slot)
+{
+	return (slot >= 0 && slot < SHARED_TOKENS ? &arr[slot] : NULL);
+}
+
+int
+shared_auth_backoff_start(int slot, long seconds)
+{
+	struct auth_backoff *a = slot_of(st->auth, slot);
+
+	return (a != NULL ? until_start(a, seconds) : 0);
+}
+
+long
+shared_auth_backoff_left(int slot)
+{
+	struct auth_backoff *a = slot_of(st->auth, slot);
+
+	return (a != NULL ? until_left(a) : 0);
+}
+
+void
+shared_upstream_down(int slot, long seconds)
+{
+	struct auth_backoff *a = slot_of(st->down, slot);
+
+	if (a != NULL && seconds > 0)
+		(void)until_start(a, seconds);
+}
+
+long
+shared_upstream_down_left(int slot)
+{
+	struct auth_backoff *a = slot_of(st->down, slot);
+
+	return (a != NULL ? until_left(a) : 0);
+}
+
+void
+shared_upstream_up(int slot)
+{
+	struct auth_backoff *a = slot_of(st->down, slot);
+
+	if (a == NULL || __atomic_load_n(&a->until_ms, __ATOMIC_ACQUIRE) == 0 ||
+	    shared_lock(&a->lock) != 0)
+		return;
+	if (a->generation == generation)
+		a->until_ms = 0;
+	shared_unlock(&a->lock);
 }

@@ -102,19 +102,31 @@ void shared_beat_clear(int slot);
 void shared_set_generation(int gen);
 
 /**
- * shared_auth_backoff_start(seconds):
- * Refuse upstream logins for ${seconds} from now, for this generation. 1 when
- * this call started the back-off (the caller logs it, once); 0 when one is
+ * shared_auth_backoff_start(slot, seconds):
+ * Refuse logins to upstream ${slot} for ${seconds} from now, for this generation. 1
+ * when this call started the back-off (the caller logs it, once); 0 when one is
  * already running for this generation, a newer generation has its own, or the
  * lock could not be taken.
  */
-int shared_auth_backoff_start(long seconds);
+int shared_auth_backoff_start(int slot, long seconds);
 
 /**
- * shared_auth_backoff_left():
- * Whole seconds (rounded up) left of this generation's back-off; 0 when none.
+ * shared_auth_backoff_left(slot):
+ * Whole seconds (rounded up) left of this generation's back-off of upstream ${slot};
+ * 0 when none.
  */
-long shared_auth_backoff_left(void);
+long shared_auth_backoff_left(int slot);
+
+/**
+ * shared_upstream_down(slot, seconds), shared_upstream_down_left(slot),
+ * shared_upstream_up(slot):
+ * Failover marks: upstream ${slot} failed, skip it for ${seconds} (retry_after; a mark
+ * already running is kept); seconds left of its mark (0: try it); it worked, clear it.
+ * Per generation, like the back-off.
+ */
+void shared_upstream_down(int slot, long seconds);
+long shared_upstream_down_left(int slot);
+void shared_upstream_up(int slot);
 
 /**
  * shared_tls_put(key, der, len, genp):

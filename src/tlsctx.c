@@ -399,7 +399,9 @@ tlsctx_log_handshake(SSL *ssl, const struct tls_where *w)
 	tlsctx_report(ssl, &r);
 	log_begin(&l, L_INFO, w->sid, "tls.handshake");
 	log_str(&l, "client", w->client);
+	log_str(&l, "device", w->device);
 	log_str(&l, "upstream", w->upstream);
+	log_str(&l, "host", w->host);
 	log_str(&l, "addr", w->addr);
 	log_str(&l, "mode", w->mode);
 	log_str(&l, "version", r.version);
@@ -417,7 +419,8 @@ tlsctx_log_handshake(SSL *ssl, const struct tls_where *w)
 	log_end(&l);
 	if (!fs) {
 		log_begin(&l, L_WARN, w->sid, "tls.no-forward-secrecy");
-		log_str(&l, "upstream", w->host);
+		log_str(&l, "upstream", w->upstream);
+		log_str(&l, "host", w->host);
 		log_str(&l, "cipher", r.cipher);
 		log_str(&l, "msg", "static RSA key exchange: whoever gets the server's key can "
 		    "decrypt recorded sessions; only tls_ciphers allows such suites");
@@ -425,7 +428,8 @@ tlsctx_log_handshake(SSL *ssl, const struct tls_where *w)
 	}
 	if (!w->verify) {
 		log_begin(&l, L_WARN, w->sid, "tls.unverified");
-		log_str(&l, "upstream", w->host);
+		log_str(&l, "upstream", w->upstream);
+		log_str(&l, "host", w->host);
 		log_str(&l, "verify", r.verify);
 		log_str(&l, "msg", "verify = no: the upstream's identity is not checked");
 		log_end(&l);

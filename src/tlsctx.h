@@ -80,8 +80,9 @@ void tlsctx_report(SSL *ssl, struct tls_report *r);
 /* Where a handshake happened, for its log line. */
 struct tls_where {
 	const char	*sid, *client;
-	const char	*upstream;	/* host:port as configured */
-	const char	*host;
+	const char	*upstream;	/* its name: "default" for [upstream] */
+	const char	*device;	/* the device profile's name, "-" for none */
+	const char	*host;		/* as configured */
 	const char	*addr;		/* the address connected to */
 	const char	*mode;		/* starttls | implicit */
 	const char	*sni;

@@ -35,6 +35,7 @@
 #include "log.h"
 #include "login.h"
 #include "resolve.h"
+#include "route.h"
 #include "smtp.h"
 #include "shared.h"
 #include "tlsctx.h"
@@ -61,6 +62,12 @@ _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == UP_NSTATES,
 struct upstream {
 	struct ev_loop	*loop;
 	struct config	*cfg;
+	const struct device_conf *dev;	/* the device's profile; NULL: none */
+	struct upstream_conf *up;	/* the upstream tried now */
+	size_t		 ri;		/* its place in the profile's failover order */
+	long		 next_ri;	/* the one to try after it failed; -1: none */
+	int		 skip_down;	/* skip upstreams marked down (not all of them are) */
+	unsigned	 failover:1;	/* this attempt ended, the next upstream is due */
 	char		 sid[16];
 	char		 client[64];
 	enum up_state	 state;
@@ -163,6 +170,60 @@ up_free(struct upstream *u)
 	free(u);
 }
 
+static void kick(struct ev_loop *, ev_timer *, int);
+static void on_deadline(struct ev_loop *, ev_timer *, int);
+
+/*
+ * The next upstream of the profile after u->ri, skipping those marked down (unless all
+ * are): its index, or -1 past the last.
+ */
+static long
+next_index(const struct upstream *u, size_t from)
+{
+	const struct upstream_conf *up;
+	size_t i;
+
+	for (i = from; (up = route_upstream(u->cfg, u->dev, i)) != NULL; i++)
+		if (!u->skip_down || shared_upstream_down_left(up->slot) == 0)
+			return ((long)i);
+	return (-1);
+}
+
+/* A fresh attempt on u->up: everything of the last one forgotten, from resolving on. */
+static void
+begin_attempt(struct upstream *u)
+{
+	if (u->ai != NULL)
+		freeaddrinfo(u->ai);
+	u->ai = u->cur = NULL;
+	u->tls_done = 0;
+	memset(&u->caps, 0, sizeof(u->caps));
+	memset(&u->login, 0, sizeof(u->login));
+	u->token_gen = u->token_fails = 0;
+	u->token_retried = 0;
+	u->tried[0] = u->addr[0] = '\0';
+	u->ntried = u->nshown = 0;
+	u->dead = u->failover = 0;
+	up_enter(u, UP_RESOLVE);
+	/* Start from the loop, so the callback never runs inside upstream_start(). */
+	ev_timer_init(&u->timer, kick, 0., 0.);
+	u->timer.data = u;
+	ev_timer_start(u->loop, &u->timer);
+	/* The device waits for its greeting all this time: one bound for each upstream. */
+	ev_timer_init(&u->deadline, on_deadline, (ev_tstamp)u->up->connect_timeout, 0.);
+	u->deadline.data = u;
+	ev_timer_start(u->loop, &u->deadline);
+}
+
+/* The attempt on u->up failed and a next upstream exists: on to it. */
+static void
+next_attempt(struct upstream *u)
+{
+	u->ri = (size_t)u->next_ri;
+	u->up = route_upstream(u->cfg, u->dev, u->ri);
+	begin_attempt(u);
+}
+
 static void
 enter(struct upstream *u)
 {
@@ -175,7 +236,10 @@ leave(struct upstream *u)
 {
 	if (--u->depth > 0 || !u->dead)
 		return;
-	up_free(u);
+	if (u->failover)
+		next_attempt(u);
+	else
+		up_free(u);
 }
 
 /*
@@ -192,17 +256,22 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 
 	if (u->dead)
 		return;
+	/* A failed upstream is skipped by the next sessions for retry_after. */
+	if (u->cfg->retry_after > 0)
+		shared_upstream_down(u->up->slot, (long)u->cfg->retry_after);
 	log_begin(&l, L_WARN, u->sid, "upstream.fail");
 	log_str(&l, "client", u->client);
-	log_str(&l, "upstream", u->cfg->up.host);
-	log_num(&l, "port", u->cfg->up.port);
+	log_str(&l, "device", route_name(u->dev));
+	log_str(&l, "upstream", u->up->name);
+	log_str(&l, "host", u->up->host);
+	log_num(&l, "port", u->up->port);
 	if (u->addr[0] != '\0')
 		log_str(&l, "addr", u->addr);
 	log_str(&l, "stage", u->state == UP_AUTH ? login_stage(&u->login) : state_names[u->state]);
 	log_str(&l, "reason", reason);
 	log_str(&l, "detail", detail);
 	if (cert != NULL) {
-		log_str(&l, "server_name", u->cfg->up.server_name);
+		log_str(&l, "server_name", u->up->server_name);
 		log_str(&l, "subject", cert->subject);
 		log_str(&l, "sans", cert->sans);
 		log_str(&l, "issuer", cert->issuer);
@@ -210,7 +279,16 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 	}
 	if (hint != NULL)
 		log_str(&l, "hint", hint);
+	u->next_ri = next_index(u, u->ri + 1);
+	if (u->next_ri >= 0)
+		log_str(&l, "next", route_upstream(u->cfg, u->dev, (size_t)u->next_ri)->name);
 	log_end(&l);
+	/* Before the device is greeted, so the next upstream is as good as the first. */
+	if (u->next_ri >= 0) {
+		u->failover = 1;
+		up_close(u);
+		return;
+	}
 	snprintf(reply, sizeof(reply), "421 %s %s %s\r\n", code, u->cfg->hostname, text);
 	u->cb(u->arg, NULL, NULL, reply);
 	up_close(u);
@@ -238,7 +316,7 @@ up_send(struct upstream *u, const char *line)
 static int
 awaits_plain_greeting(const struct upstream *u)
 {
-	return (u->state == UP_GREET && !u->tls_done && u->cfg->up.tls == UP_TLS_STARTTLS);
+	return (u->state == UP_GREET && !u->tls_done && u->up->tls == UP_TLS_STARTTLS);
 }
 
 /* 1 if ${p} (${len} bytes) cannot be the start of an SMTP reply: a TLS record or binary. */
@@ -269,6 +347,7 @@ up_ready(struct upstream *u)
 {
 	struct conn *c = u->c;
 
+	shared_upstream_up(u->up->slot);
 	conn_secret(c, 0);
 	u->c = NULL;
 	u->cb(u->arg, c, &u->caps, NULL);
@@ -279,17 +358,16 @@ static void
 log_handshake(struct upstream *u)
 {
 	struct tls_where w;
-	char hp[300];
 
-	snprintf(hp, sizeof(hp), "%s:%d", u->cfg->up.host, u->cfg->up.port);
 	w.sid = u->sid;
 	w.client = u->client;
-	w.upstream = hp;
-	w.host = u->cfg->up.host;
+	w.upstream = u->up->name;
+	w.device = route_name(u->dev);
+	w.host = u->up->host;
 	w.addr = u->addr;
-	w.mode = config_tls_str(u->cfg->up.tls);
-	w.sni = u->cfg->up.server_name;
-	w.verify = u->cfg->up.verify;
+	w.mode = config_tls_str(u->up->tls);
+	w.sni = u->up->server_name;
+	w.verify = u->up->verify;
 	w.ms = (long long)((ev_now(u->loop) - u->tls_start) * 1000 + 0.5);
 	tlsctx_log_handshake(conn_ssl(u->c), &w);
 }
@@ -300,7 +378,7 @@ start_tls(struct upstream *u)
 	char err[256];
 	SSL *ssl;
 
-	if ((ssl = tlsctx_ssl(u->cfg->up.tlsctx, u->cfg->up.server_name, err, sizeof(err))) == NULL) {
+	if ((ssl = tlsctx_ssl(u->up->tlsctx, u->up->server_name, err, sizeof(err))) == NULL) {
 		up_fail(u, "4.7.0", "TLS setup failed", "tls", err);
 		return;
 	}
@@ -337,7 +415,7 @@ ask_main(const struct upstream_conf *up, int what, unsigned long gen)
 static void
 token_send(struct upstream *u, const char *tok, unsigned long gen)
 {
-	const struct upstream_conf *up = &u->cfg->up;
+	const struct upstream_conf *up = u->up;
 	char *line, why[300];
 	size_t size = 2 * SHARED_TOKEN_MAX;
 
@@ -369,7 +447,7 @@ token_send(struct upstream *u, const char *tok, unsigned long gen)
 static void
 token_login(struct upstream *u, int first)
 {
-	const struct upstream_conf *up = &u->cfg->up;
+	const struct upstream_conf *up = u->up;
 	struct shared_token_info info;
 	char *tok;
 	size_t n;
@@ -427,16 +505,16 @@ start_auth(struct upstream *u)
 	 * Sessions that were already on their way when another one's login was refused
 	 * (a burst of devices at power-up) must not try the same password too.
 	 */
-	if (u->cfg->up.auth_retry_after > 0 && shared_auth_backoff_left() > 0) {
+	if (u->up->auth_retry_after > 0 && shared_auth_backoff_left(u->up->slot) > 0) {
 		up_fail(u, "4.7.0", "upstream login refused recently, not retrying yet", "auth",
 		    "auth_retry_after back-off");
 		return;
 	}
-	if (UPSTREAM_OAUTH2(&u->cfg->up)) {
+	if (UPSTREAM_OAUTH2(u->up)) {
 		token_login(u, 1);
 		return;
 	}
-	if (login_start(&u->login, &u->cfg->up, &u->caps, line, sizeof(line), why,
+	if (login_start(&u->login, u->up, &u->caps, line, sizeof(line), why,
 	    sizeof(why)) != 0) {
 		up_fail(u, "4.7.0", "upstream offers no usable AUTH mechanism", "auth", why);
 		return;
@@ -455,16 +533,16 @@ retry_token(struct upstream *u, const char *reply, size_t len)
 	struct logline l;
 
 	snprintf(text, sizeof(text), "%.*s", (int)(len >= 2 ? len - 2 : len), reply);
-	login_redact(&u->cfg->up, u->token, text, strlen(text));
+	login_redact(u->up, u->token, text, strlen(text));
 	u->token_retried = 1;
 	token_drop(u);
 	log_begin(&l, L_INFO, u->sid, "auth.retry");
-	log_str(&l, "upstream", u->cfg->up.name);
+	log_str(&l, "upstream", u->up->name);
 	log_str(&l, "mech", login_mech_str(u->login.mech));
 	log_str(&l, "reply", text);
 	log_str(&l, "msg", "the upstream refused the token; one more login with a fresh one");
 	log_end(&l);
-	ask_main(&u->cfg->up, SHARED_TOKEN_REFUSED, u->token_gen);
+	ask_main(u->up, SHARED_TOKEN_REFUSED, u->token_gen);
 	token_login(u, 0);
 }
 
@@ -474,13 +552,13 @@ auth_reply(struct upstream *u, const char *reply, size_t len, int code)
 {
 	char line[1400];
 
-	switch (login_reply(&u->login, &u->cfg->up, code, reply, len, line, sizeof(line))) {
+	switch (login_reply(&u->login, u->up, code, reply, len, line, sizeof(line))) {
 	case LOGIN_NEXT:
 		up_send(u, line);
 		OPENSSL_cleanse(line, sizeof(line));
 		return;
 	case LOGIN_OK:
-		login_report(&u->login, &u->cfg->up, u->token, u->sid, reply, len, 1);
+		login_report(&u->login, u->up, u->token, u->sid, reply, len, 1);
 		token_drop(u);
 		up_ready(u);
 		return;
@@ -489,7 +567,7 @@ auth_reply(struct upstream *u, const char *reply, size_t len, int code)
 			retry_token(u, reply, len);
 			return;
 		}
-		login_report(&u->login, &u->cfg->up, u->token, u->sid, reply, len, 0);
+		login_report(&u->login, u->up, u->token, u->sid, reply, len, 0);
 		up_fail(u, "4.7.0", "upstream authentication failed", "auth", "credentials refused");
 		return;
 	}
@@ -544,7 +622,7 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 			    "malformed capability in the EHLO reply");
 			return (0);
 		}
-		if (u->cfg->up.username[0] != '\0')
+		if (u->up->username[0] != '\0')
 			start_auth(u);
 		else
 			up_ready(u);
@@ -679,7 +757,7 @@ timed_out(struct upstream *u, int whole)
 
 	if (whole)
 		n = snprintf(why, sizeof(why), "not ready within connect_timeout (%lu s)",
-		    u->cfg->up.connect_timeout);
+		    u->up->connect_timeout);
 	else
 		n = snprintf(why, sizeof(why), "no answer in time");
 	if (u->state == UP_TLS && u->c != NULL && conn_ssl(u->c) != NULL) {
@@ -704,7 +782,7 @@ tls_failed(struct upstream *u)
 	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 	struct tls_report r;
 
-	if (vr != X509_V_OK && u->cfg->up.verify) {
+	if (vr != X509_V_OK && u->up->verify) {
 		/* What the certificate says, so the admin sees why without a debug run. */
 		tlsctx_report(ssl, &r);
 		up_fail_more(u, "4.7.0", "upstream certificate not verified", "verify",
@@ -712,7 +790,7 @@ tls_failed(struct upstream *u)
 		return;
 	}
 	up_fail_more(u, "4.7.0", "TLS handshake with upstream failed", "handshake",
-	    conn_error(u->c), u->cfg->up.tls == UP_TLS_IMPLICIT && ssl != NULL &&
+	    conn_error(u->c), u->up->tls == UP_TLS_IMPLICIT && ssl != NULL &&
 	    tlsctx_peer_sent_text(ssl) ? HINT_STARTTLS : NULL, NULL);
 }
 
@@ -731,7 +809,7 @@ on_conn(struct upstream *u, int ev)
 	}
 	if (ev & CONN_EV_CONNECTED) {
 		arm(u);
-		if (u->cfg->up.tls == UP_TLS_IMPLICIT)
+		if (u->up->tls == UP_TLS_IMPLICIT)
 			start_tls(u);
 		else
 			up_enter(u, UP_GREET);
@@ -741,7 +819,7 @@ on_conn(struct upstream *u, int ev)
 		u->tls_done = 1;
 		log_handshake(u);
 		arm(u);
-		if (u->cfg->up.tls == UP_TLS_IMPLICIT)
+		if (u->up->tls == UP_TLS_IMPLICIT)
 			up_enter(u, UP_GREET);
 		else {
 			send_ehlo(u, UP_EHLO2);
@@ -842,35 +920,43 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_timer_init(&u->timer, on_timeout, 0., 0.);
 	u->timer.data = u;
 	arm(u);
-	if ((u->res = resolve_start(u->cfg->up.host, u->cfg->up.port, on_resolved, u)) == NULL)
+	if ((u->res = resolve_start(u->up->host, u->up->port, on_resolved, u)) == NULL)
 		up_fail(u, "4.3.0", "internal error", "resolve", "out of memory");
 	leave(u);
 }
 
 struct upstream *
-upstream_start(struct ev_loop *loop, struct config *cfg, const char *sid, const char *client,
-    upstream_cb *cb, void *arg)
+upstream_start(struct ev_loop *loop, struct config *cfg, const struct device_conf *dev,
+    const char *sid, const char *client, upstream_cb *cb, void *arg)
 {
 	struct upstream *u;
+	long first;
 
 	if ((u = calloc(1, sizeof(*u))) == NULL)
 		return (NULL);
 	u->loop = loop;
 	u->cfg = config_ref(cfg);
+	u->dev = dev;
 	snprintf(u->sid, sizeof(u->sid), "%s", sid);
 	snprintf(u->client, sizeof(u->client), "%s", client);
 	u->cb = cb;
 	u->arg = arg;
-	up_enter(u, UP_RESOLVE);
-	/* Start from the loop, so the callback never runs inside upstream_start(). */
-	ev_timer_init(&u->timer, kick, 0., 0.);
-	u->timer.data = u;
-	ev_timer_start(loop, &u->timer);
-	/* The device waits for its greeting all this time: one bound for all of it. */
-	ev_timer_init(&u->deadline, on_deadline, (ev_tstamp)cfg->up.connect_timeout, 0.);
-	u->deadline.data = u;
-	ev_timer_start(loop, &u->deadline);
+	/* Every upstream marked down: try them all in order rather than none. */
+	u->skip_down = 1;
+	if ((first = next_index(u, 0)) < 0) {
+		u->skip_down = 0;
+		first = 0;
+	}
+	u->ri = (size_t)first;
+	u->up = route_upstream(cfg, dev, u->ri);
+	begin_attempt(u);
 	return (u);
+}
+
+const struct upstream_conf *
+upstream_conf_of(const struct upstream *u)
+{
+	return (u->up);
 }
 
 void

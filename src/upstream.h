@@ -4,6 +4,8 @@
 #include <ev.h>
 
 struct config;
+struct device_conf;
+struct upstream_conf;
 struct conn;
 struct smtp_caps;
 struct upstream;
@@ -28,8 +30,15 @@ typedef void upstream_cb(void *arg, struct conn *c, const struct smtp_caps *caps
  * Begin preparing an upstream connection for session ${sid} of ${client}. The
  * callback may not run before this returns. NULL if out of memory.
  */
-struct upstream *upstream_start(struct ev_loop *loop, struct config *cfg, const char *sid,
-    const char *client, upstream_cb *cb, void *arg);
+struct upstream *upstream_start(struct ev_loop *loop, struct config *cfg,
+    const struct device_conf *dev, const char *sid, const char *client, upstream_cb *cb,
+    void *arg);
+
+/**
+ * upstream_conf_of(u):
+ * The upstream ${u} is on now (in the callback: the one that worked, or failed last).
+ */
+const struct upstream_conf *upstream_conf_of(const struct upstream *u);
 
 /**
  * upstream_cancel(u):

@@ -66,7 +66,8 @@ def test_upstream_name_resolves_and_next_address_is_tried(upstream, proxy, tmp_p
         c.expect("QUIT", 221)
     hs, = px.wait_event("tls.handshake")
     assert hs["addr"] == "127.0.0.1:%d" % up.port
-    assert hs["upstream"] == "multi.test:%d" % up.port
+    assert hs["upstream"] == "default" and hs["host"] == "multi.test"
+    assert hs["device"] == "-"
     tried = [d for d in px.events("upstream.connect")]
     assert any("refused" in d.get("msg", "").lower() for d in tried), tried
 

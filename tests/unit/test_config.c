@@ -108,7 +108,7 @@ test_config_minimal_file_gets_documented_defaults(void **state)
 	assert_memory_equal(&c->allow[1], &want, sizeof(want));
 	assert_int_equal(c->max_sessions, 1000);
 	assert_int_equal(c->timeout, 300);
-	assert_int_equal(c->bare_newline, DATA_NORMALIZE);
+	assert_int_equal(c->lim.bare_newline, DATA_NORMALIZE);
 	assert_string_equal(c->up.host, "mail.example.org");
 	assert_int_equal(c->up.port, 587);
 	assert_int_equal(c->up.tls, UP_TLS_STARTTLS);
@@ -146,7 +146,7 @@ test_config_every_key_is_read(void **state)
 	assert_int_equal(c->nallow, 2);
 	assert_int_equal(c->max_sessions, 5);
 	assert_int_equal(c->timeout, 60);
-	assert_int_equal(c->bare_newline, DATA_REJECT);
+	assert_int_equal(c->lim.bare_newline, DATA_REJECT);
 	assert_int_equal(c->up.port, 2587);
 	assert_int_equal(c->up.tls, UP_TLS_IMPLICIT);
 	assert_string_equal(c->up.server_name, "tls.example.net");
