@@ -364,6 +364,10 @@ class TokenServer:
         s.settimeout(10)
         ts = self.ctx.wrap_socket(s, server_side=True, do_handshake_on_connect=False)
         with self._lock:
+            # Accepted while stop() ran: stop() cut the others already, so cut this one.
+            if self._stopping.is_set():
+                ts.close()
+                return
             self._conns.add(ts)     # from here on, stop() and "down" can cut it
         try:
             ts.do_handshake()
