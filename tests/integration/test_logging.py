@@ -30,7 +30,7 @@ def test_handshake_line_has_every_field(upstream, proxy, certs):
     assert not missing, "missing %s in %r" % (missing, hs)
     assert hs["level"] == "info" and re.fullmatch(r"[0-9a-f]+", hs["sid"])
     assert hs["client"] == local
-    assert hs["upstream"] == "127.0.0.1:%d" % up.port
+    assert hs["upstream"] == "default" and hs["host"] == "127.0.0.1" and hs["device"] == "-"
     assert hs["addr"] == "127.0.0.1:%d" % up.port
     assert hs["version"] == up.connections[0].tls_version
     assert hs["cipher"] == up.connections[0].cipher
