@@ -107,11 +107,23 @@ deny(struct listeners *ls, enum log_level level, int fd, const char *client, con
 	refuse(fd, reply);
 }
 
+/* 1 if every upstream the device could use holds its max_connections already. */
+static int
+upstreams_full(const struct config *c, const struct device_conf *dev)
+{
+	const struct upstream_conf *up;
+	size_t i;
+
+	for (i = 0; (up = route_upstream(c, dev, i)) != NULL; i++)
+		if (shared_upstream_count(up->slot) < (long)up->max_connections)
+			return (0);
+	return (1);
+}
+
 static void
 session_done(void *arg, const struct sockaddr *peer)
 {
 	(void)arg;
-	shared_upstream_leave();
 	shared_client_leave(peer);
 	shared_session_leave();
 }
@@ -194,7 +206,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		 * holds it until it ends, idle or not: the provider caps sessions per
 		 * account, so devices over the cap are refused here, not there.
 		 */
-		if (!shared_upstream_enter((long)route_upstream(ls->cfg, dev, 0)->max_connections)) {
+		if (upstreams_full(ls->cfg, dev)) {
 			shared_client_leave((struct sockaddr *)&ss);
 			shared_session_leave();
 			deny(ls, L_WARN, fd, client, "upstream_busy", "421 4.3.2",
@@ -203,7 +215,6 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (session_start(loop, ls->cfg, fd, (struct sockaddr *)&ss, session_done,
 		    ls) == NULL) {
-			shared_upstream_leave();
 			shared_client_leave((struct sockaddr *)&ss);
 			shared_session_leave();
 			log_simple(L_ERROR, "session.start", "out of memory");

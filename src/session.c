@@ -119,6 +119,9 @@ leave(struct session *s)
 		s->next->prev = s->prev;
 	nsessions--;
 	ev_timer_stop(s->loop, &s->timer);
+	/* The upstream's max_connections slot, taken when it was prepared for this session. */
+	if (s->upc_counted)
+		shared_upstream_leave(s->upc->slot);
 	config_unref(s->cfg);
 	body_txn_free(s);
 	if (s->done != NULL)
@@ -461,6 +464,7 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 		return;
 	}
 	s->up = up;
+	s->upc_counted = 1;	/* a ready upstream comes with its max_connections slot */
 	conn_set_cb(up, up_event, s);
 	s->caps = *caps;
 	set_size_limit(s);

@@ -73,6 +73,7 @@ struct session {
 	const struct device_conf *dev;	/* its profile (NULL: none), in cfg */
 	const struct limits *lim;	/* the profile's limits, or the global ones */
 	const struct upstream_conf *upc;	/* the upstream it relays to, once prepared */
+	int		 upc_counted;	/* holds one of upc's max_connections */
 	char		 sid[16];
 	char		 client[64];
 	enum sess_state	 state;

@@ -52,7 +52,7 @@ struct token_slot {
 
 struct shared {
 	long	 sessions;	/* running now, all workers */
-	long	 upstreams;	/* upstream sessions held now, all workers */
+	long	 upstreams[SHARED_TOKENS];	/* upstream sessions held now, per upstream */
 	long	 sessions_total;
 	long	 messages_ok;
 	long	 messages_failed;
@@ -113,15 +113,26 @@ shared_session_leave(void)
 }
 
 int
-shared_upstream_enter(long max)
+shared_upstream_enter(int slot, long max)
 {
-	return (limit_enter(&st->upstreams, max));
+	if (slot < 0 || slot >= SHARED_TOKENS)
+		return (1);
+	return (limit_enter(&st->upstreams[slot], max));
 }
 
 void
-shared_upstream_leave(void)
+shared_upstream_leave(int slot)
 {
-	__atomic_sub_fetch(&st->upstreams, 1, __ATOMIC_SEQ_CST);
+	if (slot >= 0 && slot < SHARED_TOKENS)
+		__atomic_sub_fetch(&st->upstreams[slot], 1, __ATOMIC_SEQ_CST);
+}
+
+long
+shared_upstream_count(int slot)
+{
+	if (slot < 0 || slot >= SHARED_TOKENS)
+		return (0);
+	return (__atomic_load_n(&st->upstreams[slot], __ATOMIC_RELAXED));
 }
 
 void

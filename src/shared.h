@@ -37,11 +37,13 @@ int shared_session_enter(long max);
 void shared_session_leave(void);
 
 /**
- * shared_upstream_enter(max), shared_upstream_leave():
- * The same for upstream sessions held at once (max_connections).
+ * shared_upstream_enter(slot, max), shared_upstream_leave(slot), shared_upstream_count(slot):
+ * The same for the sessions held at once with upstream ${slot} (its max_connections);
+ * how many it holds now.
  */
-int shared_upstream_enter(long max);
-void shared_upstream_leave(void);
+int shared_upstream_enter(int slot, long max);
+void shared_upstream_leave(int slot);
+long shared_upstream_count(int slot);
 
 /**
  * shared_client_enter(sa, max), shared_client_leave(sa):

@@ -68,6 +68,8 @@ struct upstream {
 	long		 next_ri;	/* the one to try after it failed; -1: none */
 	int		 skip_down;	/* skip upstreams marked down (not all of them are) */
 	unsigned	 failover:1;	/* this attempt ended, the next upstream is due */
+	unsigned	 counted:1;	/* holds one of u->up's max_connections */
+	unsigned	 handed:1;	/* the count went to the session with the connection */
 	char		 sid[16];
 	char		 client[64];
 	enum up_state	 state;
@@ -149,6 +151,10 @@ token_drop(struct upstream *u)
 static void
 up_close(struct upstream *u)
 {
+	if (u->counted && !u->handed) {
+		shared_upstream_leave(u->up->slot);
+		u->counted = 0;
+	}
 	u->dead = 1;
 	unwait(u);
 	token_drop(u);
@@ -205,6 +211,8 @@ begin_attempt(struct upstream *u)
 	u->ntried = u->nshown = 0;
 	u->dead = u->failover = 0;
 	up_enter(u, UP_RESOLVE);
+	/* A slot of its max_connections, or this upstream is busy: on to the next. */
+	u->counted = shared_upstream_enter(u->up->slot, (long)u->up->max_connections);
 	/* Start from the loop, so the callback never runs inside upstream_start(). */
 	ev_timer_init(&u->timer, kick, 0., 0.);
 	u->timer.data = u;
@@ -348,6 +356,7 @@ up_ready(struct upstream *u)
 	struct conn *c = u->c;
 
 	shared_upstream_up(u->up->slot);
+	u->handed = 1;	/* the session releases the count when it ends */
 	conn_secret(c, 0);
 	u->c = NULL;
 	u->cb(u->arg, c, &u->caps, NULL);
@@ -916,6 +925,12 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	enter(u);
+	if (!u->counted) {
+		up_fail(u, "4.3.2", "Too many upstream connections, try again later",
+		    "max_connections", "max_connections sessions held already");
+		leave(u);
+		return;
+	}
 	ev_timer_stop(u->loop, &u->timer);
 	ev_timer_init(&u->timer, on_timeout, 0., 0.);
 	u->timer.data = u;
