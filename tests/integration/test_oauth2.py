@@ -359,6 +359,8 @@ def test_many_sessions_over_several_lifetimes_one_request_per_renewal(upstream, 
     assert len(workers) == 2
     # Renewed at 80 % of 3 s: one request per 2.4 s, and no more.
     renewals = ts.count("client_credentials")
+    print("figures: %d sessions in %.1f s over 2 workers, %d token requests, %d tokens" % (
+        n, elapsed, renewals, len(px.events("oauth2.token"))))
     assert renewals == len(px.events("oauth2.token"))
     assert elapsed / 2.4 - 1 <= renewals <= elapsed / 2.4 + 3, (renewals, elapsed)
     # No session ever waited for a token after the first one was there.
