@@ -356,3 +356,59 @@ def test_check_accepts_nested_networks_and_prints_nothing_more(tmp_path, certs):
                 % certs["ca"][0])
     _, p = check_config(str(tmp_path), text)
     assert (p.returncode, p.stdout, p.stderr) == (0, "configuration OK\n", ""), p.stderr
+
+
+# ---- -t -v: who goes where ---------------------------------------------------------------
+
+def test_check_verbose_prints_who_goes_where(tmp_path, certs):
+    ca = certs["ca"][0]
+    text = ("[proxy]\nhostname = proxy.test\nallow = 127.0.0.0/8, ::1\n\n"
+            "[limits]\nmax_recipients = 50\n\n"
+            "[upstream]\nhost = 127.0.0.1\nport = 465\nca_file = %s\nusername = isp@x.test\n"
+            "password = secret-isp\n\n"
+            "[upstream m365]\nhost = 127.0.0.1\nca_file = %s\nusername = scanner@x.test\n"
+            "password = secret-m365\nauth_mechanism = login\n\n"
+            "[device scanner]\nmatch = 127.0.0.2, ::1\nupstream = m365, default\n"
+            "force_sender = scanner@x.test\nrewrite_header_from = yes\n"
+            "bare_newline = accept\nmax_recipients = 10\n\n"
+            "[device plcs]\nmatch = 127.0.1.0/24\n" % (ca, ca))
+    path = tmp_path / "v.ini"
+    path.write_text(text)
+    p = subprocess.run([PROXY_BIN, "-t", "-v", "-c", str(path)], capture_output=True,
+                       text=True, timeout=10)
+    assert (p.returncode, p.stderr) == (0, ""), p.stderr
+    assert p.stdout == (
+        "configuration OK\n"
+        "[device scanner]\n"
+        "  match         127.0.0.2, ::1\n"
+        "  upstream      m365 -> default\n"
+        "  force_sender  scanner@x.test (and the From: header)\n"
+        "  client_auth   no\n"
+        "  limits        bare_newline = accept, max_recipients = 10\n"
+        "[device plcs]\n"
+        "  match         127.0.1.0/24\n"
+        "  upstream      default\n"
+        "  force_sender  - (the device's own MAIL FROM)\n"
+        "  client_auth   no\n"
+        "  limits        as [proxy] / [limits]\n"
+        "(no profile)\n"
+        "  match         every other client allowed: 127.0.0.0/8, ::1\n"
+        "  upstream      default\n"
+        "  force_sender  - (the device's own MAIL FROM)\n"
+        "  client_auth   no\n"
+        "  limits        bare_newline = normalize, max_recipients = 50, max_message_size = "
+        "52428800, max_sessions_per_client = 50, max_errors = 20, min_data_rate = 256\n"
+        "upstreams\n"
+        "  default       127.0.0.1:465 implicit, user isp@x.test, auth_mechanism = auto\n"
+        "  m365          127.0.0.1:587 starttls, user scanner@x.test, auth_mechanism = login\n"
+        ), p.stdout
+    assert "secret" not in p.stdout
+    # -v alone is a usage error, not a daemon start that ignores it.
+    p = subprocess.run([PROXY_BIN, "-v", "-c", str(path)], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode == 2 and "usage:" in p.stderr and p.stdout == ""
+    # A refused config prints its errors only, no table.
+    path.write_text(text.replace("match = 127.0.1.0/24", "match = 10.0.0.0/8"))
+    p = subprocess.run([PROXY_BIN, "-t", "-v", "-c", str(path)], capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 1 and p.stdout == "" and "outside allow" in p.stderr, p
