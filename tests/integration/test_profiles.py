@@ -5,13 +5,16 @@ the proxy. Every test upstream here is its own server with its own credentials
 (Upstream(user=, password=)), so a message found on one proves the profile's route and its
 login both.
 """
+import os
+import re
 import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import PASSWORD, PROXY_BIN, USER, check_config, free_port, render_ini
+from conftest import PROXY_BIN, REPO, check_config, free_port
+from test_config import STUB_USERS
 
 BODY = b"Subject: profiles\r\n\r\nhello\r\n.\r\n"
 
@@ -412,3 +415,25 @@ def test_check_verbose_prints_who_goes_where(tmp_path, certs):
     p = subprocess.run([PROXY_BIN, "-t", "-v", "-c", str(path)], capture_output=True,
                        text=True, timeout=10)
     assert p.returncode == 1 and p.stdout == "" and "outside allow" in p.stderr, p
+
+
+def test_readme_example_passes_check_and_its_table_is_what_v_prints(tmp_path):
+    """README "One gateway, many devices": its config passes -t, and the -t -v output shown
+    under it is what the daemon prints (so the documentation cannot drift from the code)."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    part = text[text.index("## One gateway, many devices"):]
+    ini = re.search(r"```ini\n(.*?)```", part, re.S).group(1)
+    shown = re.search(r"`smtp-tls-proxy -t -v -c FILE` prints.*?```\n(.*?)```", part,
+                      re.S).group(1)
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    for name in re.findall(r"\$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)", ini):
+        (creds / name).write_text(STUB_USERS if name == "users" else "stub-secret\n")
+        os.chmod(creds / name, 0o600)
+    (tmp_path / "readme.ini").write_text(ini)
+    p = subprocess.run([PROXY_BIN, "-t", "-v", "-c", str(tmp_path / "readme.ini")],
+                       capture_output=True, text=True, timeout=10,
+                       env=dict(os.environ, CREDENTIALS_DIRECTORY=str(creds)))
+    assert (p.returncode, p.stderr) == (0, ""), p.stderr
+    assert p.stdout == shown
