@@ -245,6 +245,23 @@ def test_failed_upstream_is_skipped_for_retry_after_then_tried_again(certs, upst
     assert logins(first)[-1] == ("first@example.test", True)
 
 
+def test_a_reload_clears_the_down_marks(certs, upstream, proxy):
+    first = named(upstream, "first@example.test", auth_fail=True)
+    second = named(upstream, "second@example.test")
+    px = failover_proxy(certs, proxy, up_keys(first, certs, "first@example.test",
+                                              auth_retry_after="0"), second,
+                        retry_after="3600")
+    assert send_from(px, "127.0.0.2").code == 250
+    first.auth_fail = False     # the admin fixed it
+    assert send_from(px, "127.0.0.2").code == 250
+    assert len(first.connections) == 1 and len(second.messages) == 2
+    px.signal(signal.SIGHUP)
+    assert px.wait_event("config.reload"), px.stderr()
+    assert px.wait_event("worker.start", 1, generation="2"), px.stderr()
+    assert send_from(px, "127.0.0.2", "after@x.test").code == 250
+    assert [m.mail_from for m in first.messages] == ["after@x.test"]
+
+
 def test_retry_after_0_tries_the_failed_upstream_every_time(certs, upstream, proxy):
     second = named(upstream, "second@example.test")
     bad = upstream("starttls", cert="wrongname")
