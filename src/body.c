@@ -15,6 +15,7 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "route.h"
 #include "session_int.h"
 #include "shared.h"
 
@@ -117,6 +118,9 @@ log_message(struct session *s, const struct txn *t, const char *reply, size_t le
 
 	log_begin(&l, L_INFO, s->sid, "message");
 	log_str(&l, "client", s->client);
+	/* Which profile and which upstream of its failover order took it. */
+	log_str(&l, "device", route_name(s->dev));
+	log_str(&l, "upstream", s->upc != NULL ? s->upc->name : "-");
 	log_str(&l, "from", t ? t->from : "");
 	if (t != NULL && t->to_more > 0)
 		snprintf(to, sizeof(to), "%s%s(+%u more)", t->to, t->to[0] ? "," : "",

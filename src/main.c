@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "conftable.h"
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
@@ -101,10 +102,11 @@ raise_nofile(const struct config *c)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: smtp-tls-proxy [-t] [-c FILE] | -V | -h\n"
+	fprintf(f, "usage: smtp-tls-proxy [-t [-v]] [-c FILE] | -V | -h\n"
 	    "       smtp-tls-proxy oauth2-login [-c FILE] UPSTREAM\n"
 	    "  -c FILE  configuration (default " CONFIG_DEFAULT_PATH ")\n"
 	    "  -t       check the configuration and the files it names, then exit\n"
+	    "  -v       with -t: print who goes where (device profiles, upstreams)\n"
 	    "  -V       print the version\n"
 	    "  -h       this help\n");
 }
@@ -523,17 +525,20 @@ on_reload(struct ev_loop *l, ev_signal *w, int revents)
 
 /* The command line: -1 to go on, else the exit code (after -V, -h or a usage error). */
 static int
-options(int argc, char **argv, const char **path, int *check)
+options(int argc, char **argv, const char **path, int *check, int *verbose)
 {
 	int ch;
 
-	while ((ch = getopt(argc, argv, "c:thV")) != -1) {
+	while ((ch = getopt(argc, argv, "c:thvV")) != -1) {
 		switch (ch) {
 		case 'c':
 			*path = optarg;
 			break;
 		case 't':
 			*check = 1;
+			break;
+		case 'v':
+			*verbose = 1;
 			break;
 		case 'V':
 			printf("smtp-tls-proxy %s (%s)\n", VERSION, OpenSSL_version(OPENSSL_VERSION));
@@ -546,7 +551,8 @@ options(int argc, char **argv, const char **path, int *check)
 			return (2);
 		}
 	}
-	if (optind != argc) {
+	/* -v says more about a check; alone it would be silently ignored. */
+	if (optind != argc || (*verbose && !*check)) {
 		usage(stderr);
 		return (2);
 	}
@@ -602,12 +608,12 @@ main(int argc, char **argv)
 {
 	const char *path = CONFIG_DEFAULT_PATH;
 	char errs[8192];
-	int rc, check = 0;
+	int rc, check = 0, verbose = 0;
 	struct logline l;
 
 	if (argc > 1 && strcmp(argv[1], "oauth2-login") == 0)
 		return (oauth2_login_main(argc - 1, argv + 1));
-	if ((rc = options(argc, argv, &path, &check)) >= 0)
+	if ((rc = options(argc, argv, &path, &check, &verbose)) >= 0)
 		return (rc);
 	if ((cfg = config_load(path, errs, sizeof(errs))) == NULL) {
 		fputs(errs, stderr);
@@ -617,6 +623,8 @@ main(int argc, char **argv)
 		/* Warnings do not fail the check: the file loads, and is run as written. */
 		fputs(cfg->warnings, stderr);
 		printf("configuration OK\n");
+		if (verbose)
+			conftable_print(stdout, cfg);
 		config_unref(cfg);
 		return (0);
 	}

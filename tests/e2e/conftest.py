@@ -60,11 +60,12 @@ def postfix(pki):
 @pytest.fixture
 def start_proxy(tmp_path):
     """start_proxy(key=value, ...) -> running Proxy (tests/lib/daemon.py); [upstream] keys,
-    None drops one. At teardown each must exit 0 with no crash report."""
-    def build(up, **upstream):
-        return {"proxy": {"listen": "127.0.0.1:0", "hostname": "proxy.test",
-                          "allow": "127.0.0.0/8"},
-                "upstream": upstream, "log": {"level": "debug"}}
+    None drops one; more=({section: {key: value}}) adds sections such as
+    "upstream NAME" / "device NAME". At teardown each must exit 0 with no crash report."""
+    def build(up, more=None, **upstream):
+        return dict({"proxy": {"listen": "127.0.0.1:0", "hostname": "proxy.test",
+                               "allow": "127.0.0.0/8"},
+                     "upstream": upstream, "log": {"level": "debug"}}, **(more or {}))
 
     factory = proxy_factory(tmp_path, build)
     make = next(factory)

@@ -164,10 +164,13 @@ class Postfix:
     port, both with SASL AUTH; mail for {rcpt} lands in a Maildir."""
 
     def __init__(self, root, cert_file, key_file, user="relayuser",
-                 password="s3cret-pass", domain="example.test"):
+                 password="s3cret-pass", domain="example.test", user2="seconduser",
+                 password2="an0ther-pass"):
         self.root = os.path.abspath(root)
         self.cert_file, self.key_file = cert_file, key_file
         self.user, self.password, self.domain = user, password, domain
+        # A second mailbox, so tests of two [upstream NAME] logins see each one checked.
+        self.user2, self.password2 = user2, password2
         self.rcpt = "inbox@" + domain
         self.maildir = os.path.join(self.root, "mail", domain, "inbox")
         self.log_file = os.path.join(self.root, "maillog")
@@ -221,11 +224,12 @@ class Postfix:
         self._write("etc/sasl/smtpd.conf", SMTPD_CONF.format(**fmt))
 
         sasldb = os.path.join(self.etc, "sasl", "sasldb2")
-        r = subprocess.run([SASLPASSWD2, "-f", sasldb, "-c", "-p", "-u", "mail.test",
-                            self.user], input=self.password + "\n", text=True,
-                           capture_output=True, timeout=20)
-        if r.returncode != 0:
-            raise PostfixError("saslpasswd2 failed: " + r.stderr)
+        for user, password in ((self.user, self.password), (self.user2, self.password2)):
+            r = subprocess.run([SASLPASSWD2, "-f", sasldb, "-c", "-p", "-u", "mail.test",
+                                user], input=password + "\n", text=True,
+                               capture_output=True, timeout=20)
+            if r.returncode != 0:
+                raise PostfixError("saslpasswd2 failed: " + r.stderr)
         # smtpd does the SASL lookup after dropping privileges to 'postfix'.
         os.chown(sasldb, 0, pf.pw_gid)
         os.chmod(sasldb, 0o640)

@@ -41,11 +41,12 @@ def check_config(workdir, text, name="check"):
 
 @pytest.fixture
 def proxy_config(certs):
-    """Factory for the config sections of a proxy in front of Upstream `up`."""
+    """Factory for the config sections of a proxy in front of Upstream `up`; more sections
+    by name, after the others in order: make(up, **{"upstream backup": {...}})."""
 
-    def make(up=None, proxy=None, upstream=None, log=None, limits=None):
+    def make(up=None, proxy=None, upstream=None, log=None, limits=None, **more):
         return sections(certs, up, DEFAULTS, proxy=proxy, upstream=upstream, log=log,
-                        limits=limits)
+                        limits=limits, **more)
 
     return make
 

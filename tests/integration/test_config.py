@@ -164,7 +164,14 @@ EXAMPLE_SETUPS = {             # file: lines it must hold (what the admin came f
     "microsoft365.ini": ["host = smtp.office365.com", "port = 587", "auth_mechanism = login"],
     "smarthost-465.ini": ["port = 465", "tls = implicit"],
     "two-listeners.ini": ["listen = 0.0.0.0:25, 0.0.0.0:2525"],
+    "three-devices.ini": ["[upstream m365]", "auth_mechanism = xoauth2",
+                          "[device scanner]", "upstream = m365, default",
+                          "force_sender = scanner@example.com", "[device plcs]",
+                          "[device nas]", "client_auth = required"],
 }
+# A users_file as `openssl passwd -6` writes its hashes (the password is "stub").
+STUB_USERS = "nas:$6$stubsalt$eB55ayFwrdLxbXEI4NY.MsVsOANX3fZIZQuRPL2b5D2KzlmCuxzzlUlrB/bfpKXQ" \
+    "gK..2cHFB8zO2YXK/20K6.\n"
 
 
 def _service_account_key():
@@ -187,8 +194,8 @@ def _stub_credentials(tmp_path, text):
     creds.mkdir()
     names = re.findall(r"^[^;#\n]*\$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)", text, re.M)
     for name in names:
-        (creds / name).write_text(_service_account_key() if name.endswith(".json")
-                                  else "stub-secret\n")
+        (creds / name).write_text(_service_account_key() if name.endswith(".json") else
+                                  STUB_USERS if name.startswith("users") else "stub-secret\n")
         os.chmod(creds / name, 0o600)
     return str(creds), names
 

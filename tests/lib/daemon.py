@@ -57,7 +57,9 @@ def free_port(host="127.0.0.1"):
 
 def sections(certs, up=None, defaults=None, **over):
     """{section: {key: value}} for a proxy in front of test upstream `up` (None: port 1).
-    `defaults` are the suite's own; `over` maps a section name to the keys it changes."""
+    `defaults` are the suite's own; `over` maps a section name to the keys it changes. Any
+    other name is a section of its own, written as named after these, in order:
+    sections(certs, up, **{"upstream backup": {...}, "device scanner": {...}})."""
     s = {
         "proxy": {"listen": "127.0.0.1:0", "hostname": "proxy.test",
                   "allow": "127.0.0.0/8, ::1/128", "timeout": "10"},

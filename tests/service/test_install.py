@@ -24,6 +24,7 @@ EXPECTED = {                      # path under DESTDIR with default PREFIX/SYSCO
     "usr/local/share/doc/smtp-tls-proxy/examples/m365-oauth2.ini": 0o644,
     "usr/local/share/doc/smtp-tls-proxy/examples/microsoft365.ini": 0o644,
     "usr/local/share/doc/smtp-tls-proxy/examples/smarthost-465.ini": 0o644,
+    "usr/local/share/doc/smtp-tls-proxy/examples/three-devices.ini": 0o644,
     "usr/local/share/doc/smtp-tls-proxy/examples/two-listeners.ini": 0o644,
 }
 CONF = "etc/smtp-tls-proxy/smtp-tls-proxy.ini"

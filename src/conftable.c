@@ -1,0 +1,118 @@
+/*
+ * The resolved routing table `-t -v` prints, so an admin can check who goes where
+ * before a device finds out: read from the loaded struct config, never from the file,
+ * so it shows what the daemon would run (inherited limits, resolved upstream names).
+ */
+#include <sys/socket.h>
+#include <arpa/inet.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "conftable.h"
+
+static const char *const policy_names[] = {
+	[DATA_NORMALIZE] = "normalize", [DATA_REJECT] = "reject", [DATA_ACCEPT] = "accept",
+};
+static const char *const auth_names[] = {
+	[UP_AUTH_AUTO] = "auto", [UP_AUTH_PLAIN] = "plain", [UP_AUTH_LOGIN] = "login",
+	[UP_AUTH_XOAUTH2] = "xoauth2", [UP_AUTH_OAUTHBEARER] = "oauthbearer",
+};
+
+/* A network as an admin writes it: a single address without its /32 or /128. */
+static void
+print_nets(FILE *f, const struct cidr *n, size_t count)
+{
+	char a[INET6_ADDRSTRLEN];
+	size_t i;
+
+	for (i = 0; i < count; i++) {
+		if (inet_ntop(n[i].family, n[i].addr, a, sizeof(a)) == NULL)
+			snprintf(a, sizeof(a), "?");
+		fprintf(f, "%s%s", i > 0 ? ", " : "", a);
+		if (n[i].bits != (n[i].family == AF_INET ? 32 : 128))
+			fprintf(f, "/%d", n[i].bits);
+	}
+	fputc('\n', f);
+}
+
+/* The limits of a profile that differ from the global ones; "as [limits]" when none do. */
+static void
+print_limits(FILE *f, const struct limits *l, const struct limits *g)
+{
+	const char *sep = "";
+
+	fprintf(f, "  limits        ");
+	if (l->bare_newline != g->bare_newline) {
+		fprintf(f, "bare_newline = %s", policy_names[l->bare_newline]);
+		sep = ", ";
+	}
+#define ONE(key, fmt, cast) do {					\
+	if (l->key != g->key) {						\
+		fprintf(f, "%s" #key " = " fmt, sep, (cast)l->key);	\
+		sep = ", ";						\
+	}								\
+} while (0)
+	ONE(max_recipients, "%lu", unsigned long);
+	ONE(max_message_size, "%llu", unsigned long long);
+	ONE(max_sessions_per_client, "%lu", unsigned long);
+	ONE(max_errors, "%lu", unsigned long);
+	ONE(min_data_rate, "%lu", unsigned long);
+#undef ONE
+	fprintf(f, "%s\n", sep[0] == '\0' ? "as [proxy] / [limits]" : "");
+}
+
+static void
+print_device(FILE *f, const struct config *c, const struct device_conf *d)
+{
+	size_t i;
+
+	fprintf(f, "[device %s]\n  match         ", d->name);
+	print_nets(f, d->match, d->nmatch);
+	fprintf(f, "  upstream      ");
+	for (i = 0; i < d->nroute; i++)
+		fprintf(f, "%s%s", i > 0 ? " -> " : "", c->ups[d->route[i]]->name);
+	fprintf(f, "\n  force_sender  %s%s\n", d->force_sender[0] ? d->force_sender :
+	    "- (the device's own MAIL FROM)", d->rewrite_header_from ?
+	    " (and the From: header)" : "");
+	fprintf(f, "  client_auth   %s\n", d->client_auth == CLIENT_AUTH_REQUIRED ?
+	    "required" : "no");
+	print_limits(f, &d->lim, &c->lim);
+}
+
+static void
+print_upstream(FILE *f, const struct upstream_conf *up)
+{
+	fprintf(f, "  %-12s  %s:%d %s%s", up->name, up->host, up->port, config_tls_str(up->tls),
+	    up->verify ? "" : " (verify = no)");
+	if (up->username[0] != '\0')
+		fprintf(f, ", user %s, auth_mechanism = %s", up->username,
+		    auth_names[up->auth_mechanism]);
+	if (UPSTREAM_OAUTH2(up))
+		fprintf(f, ", oauth2_flow = %s", config_flow_str(up->oauth2_flow));
+	else if (up->username[0] == '\0')
+		fprintf(f, ", no login of its own (the device's AUTH passes through)");
+	fputc('\n', f);
+}
+
+void
+conftable_print(FILE *f, const struct config *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->ndevs; i++)
+		print_device(f, c, c->devs[i]);
+	fprintf(f, "(no profile)\n  match         every other client allowed: ");
+	print_nets(f, c->allow, c->nallow);
+	fprintf(f, "  upstream      default\n");
+	fprintf(f, "  force_sender  - (the device's own MAIL FROM)\n");
+	fprintf(f, "  client_auth   no\n");
+	fprintf(f, "  limits        bare_newline = %s, max_recipients = %lu, max_message_size = "
+	    "%llu, max_sessions_per_client = %lu, max_errors = %lu, min_data_rate = %lu\n",
+	    policy_names[c->lim.bare_newline], c->lim.max_recipients, c->lim.max_message_size,
+	    c->lim.max_sessions_per_client, c->lim.max_errors, c->lim.min_data_rate);
+	fprintf(f, "upstreams\n");
+	for (i = 0; i < c->nups; i++)
+		print_upstream(f, c->ups[i]);
+}
