@@ -642,9 +642,10 @@ handler(void *user, const char *section, const char *name, const char *value)
 		obj = (char *)up;
 		lines = up->keyline;
 	} else if (strcmp(kind, "device") == 0) {
-		struct device_conf *d = named_device(ld, oname);
+		struct device_conf *d;
 
-		if (d == NULL)
+		/* A bare [device] was reported at its header, once. */
+		if (oname[0] == '\0' || (d = named_device(ld, oname)) == NULL)
 			return (1);
 		obj = (char *)d;
 		lines = d->keyline;
@@ -702,15 +703,30 @@ look_ahead(struct loader *ld, const char *line)
 	if (*s != '[' || (s > line && ld->prev_key) || (end = strchr(s, ']')) == NULL)
 		return;
 	n = (size_t)(end - s - 1);
-	if (n >= sizeof(ld->header))
-		n = sizeof(ld->header) - 1;
-	memcpy(ld->header, s + 1, n);
-	ld->header[n] = '\0';
 	ld->header_line = ld->line;
 	ld->prev_key = 0;
+	if (n >= sizeof(ld->header)) {
+		/* inih cuts it there: two long names could become one section. */
+		config_err(ld, ld->line, "[%.*s...]: a section header is at most %zu characters",
+		    20, s + 1, sizeof(ld->header) - 1);
+		n = sizeof(ld->header) - 1;
+	}
+	memcpy(ld->header, s + 1, n);
+	ld->header[n] = '\0';
 	for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
 		if (strcmp(ld->header, sections[i]) == 0 && ld->section_line[i] == 0)
 			ld->section_line[i] = ld->line;
+	/*
+	 * A profile or upstream exists from its header on, keys or not: inih never calls
+	 * back for an empty section, and [device scanner] with nothing under it (a forgotten
+	 * match) must not pass -t unnoticed.
+	 */
+	if (strncmp(ld->header, "device", 6) == 0 && (ld->header[6] == ' ' ||
+	    ld->header[6] == '\t' || ld->header[6] == '\0'))
+		(void)named_device(ld, ld->header + 6 + strspn(ld->header + 6, " \t"));
+	else if (strncmp(ld->header, "upstream", 8) == 0 && (ld->header[8] == ' ' ||
+	    ld->header[8] == '\t') && ld->header[8 + strspn(ld->header + 8, " \t")] != '\0')
+		(void)named_upstream(ld, ld->header + 8 + strspn(ld->header + 8, " \t"));
 }
 
 /* inih's reader: counts lines so every message can say FILE:LINE. */

@@ -264,8 +264,11 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 
 	if (u->dead)
 		return;
-	/* A failed upstream is skipped by the next sessions for retry_after. */
-	if (u->cfg->retry_after > 0)
+	/*
+	 * A failed upstream is skipped by the next sessions for retry_after; not for our own
+	 * trouble (4.3.0: out of memory or descriptors) or its being busy (4.3.2).
+	 */
+	if (u->cfg->retry_after > 0 && strcmp(code, "4.3.0") != 0 && strcmp(code, "4.3.2") != 0)
 		shared_upstream_down(u->up->slot, (long)u->cfg->retry_after);
 	log_begin(&l, L_WARN, u->sid, "upstream.fail");
 	log_str(&l, "client", u->client);

@@ -348,6 +348,12 @@ def line_of(text, s):
      ":{client_auth}: [device x] client_auth = required needs users_file"),
     ("[device x]\nmatch = 127.0.0.2\nupstream = default, default\n",
      ":{upstream}: [device x] upstream default is listed twice"),
+    # Empty sections: inih never calls back for them, they must still be seen.
+    ("[device scanner]\n", ":{[device scanner]}: [device scanner] needs match"),
+    ("[upstream backup]\n", ":{[upstream backup]}: [upstream backup] host is required"),
+    ("[device]\n", ":{[device]}: [device] needs a name"),
+    ("[device %s]\nmatch = 127.0.0.2\n" % ("x" * 50, ), ":{[device %s]}: [device xxxxxxxxx"
+     "xxxx...]: a section header is at most 49 characters" % ("x" * 50, )),
 ])
 def test_check_refuses_profile_mistakes_with_file_and_line(tmp_path, certs, extra, want):
     text = base(certs, extra)
