@@ -460,3 +460,38 @@ def test_readme_example_passes_check_and_its_table_is_what_v_prints(tmp_path):
                        env=dict(os.environ, CREDENTIALS_DIRECTORY=str(creds)))
     assert (p.returncode, p.stderr) == (0, ""), p.stderr
     assert p.stdout == shown
+
+
+# ---- max_connections per upstream ----------------------------------------------------------
+
+def test_a_full_upstream_is_skipped_and_counts_are_per_upstream(certs, upstream, proxy):
+    """`small` holds one session at most: a second device session fails over to the next
+    upstream (reason=max_connections, no connection to `small`), while clients of no profile
+    are not held back by `small`'s count; once the first session ends, `small` takes one
+    again. Every process counts the same (2 workers)."""
+    main = named(upstream, "main@example.test")
+    small = named(upstream, "small@example.test")
+    px = proxy(None, upstream=up_keys(main, certs, "main@example.test"),
+               proxy={"workers": "2"}, **{
+                   "upstream small": up_keys(small, certs, "small@example.test",
+                                             max_connections="1"),
+                   "device d": {"match": "127.0.0.2", "upstream": "small, default"}})
+    with px.client(source="127.0.0.2") as held:
+        assert held.read_reply().code == 220
+        assert len(small.connections) == 1
+        r = send_from(px, "127.0.0.2")
+        assert r.code == 250
+        fail, = px.wait_event("upstream.fail", reason="max_connections")
+        assert fail["upstream"] == "small" and fail["next"] == "default", fail
+        assert len(small.connections) == 1 and len(main.messages) == 1
+        assert send_from(px, "127.0.0.1").code == 250     # no profile: default
+        held.expect("QUIT", 221)
+    assert small.wait_closed()
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        # The held session's slot is given back when it ends (the log says it ended).
+        if px.events("session.close") and len(px.events("session.close")) >= 3:
+            break
+        time.sleep(0.05)
+    assert send_from(px, "127.0.0.2").code == 250
+    assert len(small.messages) == 1, "small takes a session again once the first ended"
