@@ -21,16 +21,20 @@ enum {
 /*
  * The kind of the wire line at ${p} (${n} bytes, its LF included when ${whole}), read
  * as the upstream reads it (one stuffing dot removed). With ${name} set, the field
- * name's start and length are stored there.
+ * name's start and length are stored there. With ${resume} set, a line still LN_MORE
+ * records how far it was read, and the next call on it (grown) goes on from there: a
+ * long line arriving a byte at a time costs its length, not its square.
  */
 static int
-line_kind(const char *p, size_t n, int whole, int fields, const char **name, size_t *namelen)
+line_kind(const char *p, size_t n, int whole, int fields, size_t *resume, const char **name,
+    size_t *namelen)
 {
-	size_t i = 0, nl;
+	size_t i, nl, dot = 0;
 
 	if (n > 0 && p[0] == '.') {
 		p++;
 		n--;
+		dot = 1;
 	}
 	if (n == 0)
 		return (whole ? LN_BODY : LN_MORE);
@@ -42,15 +46,20 @@ line_kind(const char *p, size_t n, int whole, int fields, const char **name, siz
 		return (fields ? LN_CONT : LN_BODY);
 	/* RFC 5322 ftext: printable US-ASCII but ':'; obsolete syntax allows blanks before
 	 * the colon, and the receiving MTAs read "From :" as From. */
-	while (i < n && p[i] > 32 && p[i] < 127 && p[i] != ':')
-		i++;
+	i = resume != NULL && *resume > dot ? *resume - dot : 0;
+	if (i == 0 || (p[i - 1] != ' ' && p[i - 1] != '\t'))
+		while (i < n && p[i] > 32 && p[i] < 127 && p[i] != ':')
+			i++;
 	if (i == 0)
 		return (LN_BODY);
-	nl = i;
+	nl = i;		/* the name's length, when read from the start */
 	while (i < n && (p[i] == ' ' || p[i] == '\t'))
 		i++;
-	if (i == n)
+	if (i == n) {
+		if (resume != NULL)
+			*resume = i + dot;
 		return (whole ? LN_BODY : LN_MORE);
+	}
 	if (p[i] != ':')
 		return (LN_BODY);
 	if (name != NULL) {
@@ -118,27 +127,37 @@ hdrfrom_feed(struct hdrfrom *h, const char *in, size_t len, size_t *usedp)
 {
 	const char *lf;
 	size_t used = 0, n;
-	int kind;
+	int kind, whole;
 
 	while (used < len && !h->done) {
 		lf = memchr(in + used, '\n', len - used);
 		n = lf != NULL ? (size_t)(lf - in) + 1 - used : len - used;
-		if (hold(h, in + used, n) != 0) {
-			*usedp = used;
-			return (-1);
+		whole = lf != NULL;
+		/* Past the limit only what may still show a body line is held, so where the
+		 * input was cut never decides between a body and a refusal. */
+		if (n > HDRFROM_MAX - h->len) {
+			n = HDRFROM_MAX - h->len;
+			whole = 0;
 		}
-		used += n;
-		kind = line_kind(h->buf + h->linestart, h->len - h->linestart, lf != NULL,
-		    h->fields, NULL, NULL);
-		/* A body line is known by its first bytes: the rest of it is not held. */
-		if (lf == NULL && kind != LN_BODY)
+		if (n == 0) {
+			h->toobig = 1;
 			break;
+		}
+		if (hold(h, in + used, n) != 0)
+			break;
+		used += n;
+		kind = line_kind(h->buf + h->linestart, h->len - h->linestart, whole,
+		    h->fields, &h->resume, NULL, NULL);
+		/* A body line is known by its first bytes: the rest of it is not held. */
+		if (!whole && kind != LN_BODY)
+			continue;
 		took_line(h, kind);
 		if (!h->done)
 			h->linestart = h->len;
+		h->resume = 0;
 	}
 	*usedp = used;
-	return (0);
+	return (used < len && !h->done ? -1 : 0);
 }
 
 static int
@@ -165,7 +184,7 @@ field_end(const struct hdrfrom *h, size_t p)
 	/* Judged as the upstream reads it: a device's unstuffed ". x" is " x", a
 	 * continuation, and goes wherever its field goes. */
 	while (e < h->hdrlen && line_kind(h->buf + e, line_end(h->buf, e, h->hdrlen) - e, 1, 1,
-	    NULL, NULL) == LN_CONT)
+	    NULL, NULL, NULL) == LN_CONT)
 		e = line_end(h->buf, e, h->hdrlen);
 	return (e);
 }
@@ -204,9 +223,9 @@ hdrfrom_block(struct hdrfrom *h, size_t *lenp)
 
 	if (!h->done) {
 		/* The end of the data: a line left without its LF is judged as it is. */
-		kind = line_kind(h->buf + h->linestart, h->len - h->linestart, 1, h->fields,
-		    NULL, NULL);
-		if (h->linestart < h->len && (kind == LN_BODY || kind == LN_END))
+		kind = h->linestart < h->len ? line_kind(h->buf + h->linestart,
+		    h->len - h->linestart, 1, h->fields, NULL, NULL, NULL) : LN_FIELD;
+		if (kind == LN_BODY || kind == LN_END)
 			took_line(h, kind);
 		else
 			h->hdrlen = h->len;
@@ -215,7 +234,7 @@ hdrfrom_block(struct hdrfrom *h, size_t *lenp)
 	/* Pass one: is there a Reply-To, and where is the first From's value? */
 	for (p = 0; p < h->hdrlen; p = e) {
 		e = field_end(h, p);
-		if (line_kind(h->buf + p, e - p, 1, 1, &name, &nl) != LN_FIELD)
+		if (line_kind(h->buf + p, e - p, 1, 1, NULL, &name, &nl) != LN_FIELD)
 			continue;
 		if (name_is(name, nl, "Reply-To"))
 			reply_to = 1;
@@ -236,7 +255,7 @@ hdrfrom_block(struct hdrfrom *h, size_t *lenp)
 	/* Pass two: the block with its From fields rewritten. */
 	for (p = 0, from_seen = 0; p < h->hdrlen; p = e) {
 		e = field_end(h, p);
-		if (line_kind(h->buf + p, e - p, 1, 1, &name, &nl) != LN_FIELD ||
+		if (line_kind(h->buf + p, e - p, 1, 1, NULL, &name, &nl) != LN_FIELD ||
 		    !name_is(name, nl, "From")) {
 			put(out, &o, h->buf + p, e - p);
 			continue;
@@ -256,7 +275,8 @@ hdrfrom_block(struct hdrfrom *h, size_t *lenp)
 	/* A body that came without its empty line gets one: the fields above end here. */
 	if (h->body_line)
 		put(out, &o, "\r\n", 2);
-	put(out, &o, h->buf + h->hdrlen, h->len - h->hdrlen);
+	if (h->len > h->hdrlen)		/* h->buf is NULL when nothing came */
+		put(out, &o, h->buf + h->hdrlen, h->len - h->hdrlen);
 	*lenp = o;
 	return (out);
 }

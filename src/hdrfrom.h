@@ -40,6 +40,7 @@ struct hdrfrom {
 	char		*buf;		/* the header block so far */
 	size_t		 len, cap;
 	size_t		 linestart;	/* offset in buf of the line being read */
+	size_t		 resume;	/* bytes of that line already judged undecided */
 	size_t		 hdrlen;	/* once done: bytes of buf that are header fields */
 	int		 done;		/* the block is complete: take it with hdrfrom_block() */
 	int		 body_line;	/* it ended at a body line, not the empty line */

@@ -252,6 +252,31 @@ test_hdrfrom_block_over_the_limit_refused(void **state)
 }
 
 static void
+test_hdrfrom_long_body_line_is_body_however_cut(void **state)
+{
+	size_t n = HDRFROM_MAX + 5000, len, cut = 10, want = strlen(NEWFROM "\r\n") + n;
+	char *in, *out;
+
+	(void)state;
+	/* Whole or cut, a line known as body by its first bytes is never "too big". */
+	in = malloc(n + 1);
+	assert_non_null(in);
+	memset(in, 'x', n);
+	memcpy(in, "hello world", 11);
+	in[n] = '\0';
+	out = feed_cuts(in, n, NULL, 0, &len);
+	assert_non_null(out);
+	assert_int_equal(len, want);
+	free(out);
+	out = feed_cuts(in, n, &cut, 1, &len);
+	assert_non_null(out);
+	assert_int_equal(len, want);
+	assert_memory_equal(out + strlen(NEWFROM "\r\n"), in, n);
+	free(out);
+	free(in);
+}
+
+static void
 test_hdrfrom_output_has_only_crlf_lines(void **state)
 {
 	static const char *const cases[] = {
@@ -350,6 +375,7 @@ main(void)
 		cmocka_unit_test(test_hdrfrom_reply_to_skipped_when_blank_or_the_sender),
 		cmocka_unit_test(test_hdrfrom_only_the_header_is_held),
 		cmocka_unit_test(test_hdrfrom_block_over_the_limit_refused),
+		cmocka_unit_test(test_hdrfrom_long_body_line_is_body_however_cut),
 		cmocka_unit_test(test_hdrfrom_output_has_only_crlf_lines),
 		cmocka_unit_test(test_sender_mail_replaces_the_path_and_keeps_parameters),
 		cmocka_unit_test(test_sender_mail_reads_device_quirks),
