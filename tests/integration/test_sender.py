@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+from daemon import PROXY_BIN
+
 SENDER = "scanner@example.com"
 # The test clients connect from 127.0.0.1.
 SCANNER = {"match": "127.0.0.1", "force_sender": SENDER, "rewrite_header_from": "yes"}
@@ -121,6 +123,12 @@ def test_header_block_over_64k_gets_552_and_nothing_is_delivered(scanner):
     assert msg["result"] == "rejected", msg
 
 
+def sanitized():
+    """ASan keeps freed memory in quarantine: its RSS says nothing about what is held."""
+    with open(PROXY_BIN, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def worker_hwm_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -146,7 +154,7 @@ def test_20mb_body_streams_byte_exact_without_being_held(scanner):
                       b"Subject: big\r\n\r\n") + body
     growth = max(worker_hwm_kb(p) - before[p] for p in pids)
     print("worker VmHWM growth over a 20 MB message: %d KB" % growth)
-    assert growth < 16 * 1024, growth
+    assert growth < 16 * 1024 or sanitized(), growth
 
 
 def test_client_of_no_profile_is_unchanged(upstream, proxy):
