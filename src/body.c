@@ -89,7 +89,6 @@ void
 body_txn_device_from(struct session *s, const char *arg, size_t arglen)
 {
 	struct txn *t = s->txn;
-
 	const char *p = arg + 5, *end = arg + arglen;
 	size_t n;
 
@@ -217,29 +216,21 @@ body_start(struct session *s)
 
 /*
  * The header block is complete (or the data ended inside it): send it rewritten, then
- * the ${n} bytes at ${rest} that followed it. 0, or -1 if the upstream was dropped.
+ * the ${n} bytes at ${rest} that followed it; or, failing, drop the upstream (no dot).
  */
-static int
+static void
 hdr_send(struct session *s, const char *rest, size_t n)
 {
 	char *block;
 	size_t blen;
 
-	if ((block = hdrfrom_block(s->hf, &blen)) == NULL) {
-		hdr_drop(s);
-		session_drop_upstream(s, DROP_RESET);
-		return (-1);
-	}
-	/* HDR_ROOM was there: both fit. */
-	if (conn_write(s->up, block, blen) != 0 || conn_write(s->up, rest, n) != 0) {
-		free(block);
-		hdr_drop(s);
-		session_drop_upstream(s, DROP_RESET);
-		return (-1);
-	}
-	free(block);
+	block = hdrfrom_block(s->hf, &blen);
 	hdr_drop(s);
-	return (0);
+	/* HDR_ROOM was there: both fit, unless memory is short. */
+	if (block == NULL || conn_write(s->up, block, blen) != 0 ||
+	    conn_write(s->up, rest, n) != 0)
+		session_drop_upstream(s, DROP_RESET);
+	free(block);
 }
 
 /*
@@ -270,7 +261,7 @@ scan_header(struct session *s, const char *in, size_t len)
 		return (used);
 	}
 	if (s->hf->done || s->ds.done)
-		(void)hdr_send(s, out + took, outlen - took);
+		hdr_send(s, out + took, outlen - took);
 	return (used);
 }
 
@@ -342,6 +333,8 @@ finish(struct session *s)
 	s->state = S_CMD;
 	s->in_txn = 0;
 	s->rcpts_sent = 0;
+	/* A header still held belongs to a message that is not going out. */
+	hdr_drop(s);
 	if (s->too_big) {
 		body_log_data(s, "552 5.3.4 over the size limit (rejected by the proxy)",
 		    "rejected");

@@ -123,6 +123,21 @@ def test_header_block_over_64k_gets_552_and_nothing_is_delivered(scanner):
     assert msg["result"] == "rejected", msg
 
 
+def test_client_gone_inside_the_header_delivers_nothing(scanner):
+    up, px = scanner
+    with px.client() as c:
+        c.read_reply()
+        c.expect("EHLO device.lan", 250)
+        c.expect("MAIL FROM:<scan@lan.test>", 250)
+        c.expect("RCPT TO:<office@example.net>", 250)
+        c.expect("DATA", 354)
+        c.send(b"From: scan@lan.test\r\nSubject: cut")
+    msg, = px.wait_event("message")
+    assert msg["result"] == "aborted", msg
+    assert up.wait_closed()
+    assert up.all_messages == []
+
+
 def sanitized():
     """ASan keeps freed memory in quarantine: its RSS says nothing about what is held."""
     with open(PROXY_BIN, "rb") as f:
