@@ -18,14 +18,20 @@ def scanner(upstream, proxy):
     return up, proxy(up, **{"device scanner": dict(SCANNER)})
 
 
+def open_data(px, mail="MAIL FROM:<scan@lan.test>"):
+    """A client of `px` with its DATA accepted (354)."""
+    c = px.client(timeout=60)
+    c.read_reply()
+    c.expect("EHLO device.lan", 250)
+    c.expect(mail, 250)
+    c.expect("RCPT TO:<office@example.net>", 250)
+    c.expect("DATA", 354)
+    return c
+
+
 def deliver(px, body, mail="MAIL FROM:<scan@lan.test> SIZE=%d BODY=8BITMIME"):
     """One message whose body (without the final dot) is sent in one write; its reply."""
-    with px.client(timeout=60) as c:
-        c.read_reply()
-        c.expect("EHLO device.lan", 250)
-        c.expect(mail % len(body) if "%d" in mail else mail, 250)
-        c.expect("RCPT TO:<office@example.net>", 250)
-        c.expect("DATA", 354)
+    with open_data(px, mail % len(body) if "%d" in mail else mail) as c:
         c.send(body + b".\r\n")
         r = c.read_reply()
         c.send(b"QUIT\r\n")
@@ -125,12 +131,7 @@ def test_header_block_over_64k_gets_552_and_nothing_is_delivered(scanner):
 
 def test_client_gone_inside_the_header_delivers_nothing(scanner):
     up, px = scanner
-    with px.client() as c:
-        c.read_reply()
-        c.expect("EHLO device.lan", 250)
-        c.expect("MAIL FROM:<scan@lan.test>", 250)
-        c.expect("RCPT TO:<office@example.net>", 250)
-        c.expect("DATA", 354)
+    with open_data(px) as c:
         c.send(b"From: scan@lan.test\r\nSubject: cut")
     msg, = px.wait_event("message")
     assert msg["result"] == "aborted", msg
