@@ -6,6 +6,8 @@
  * full), the decisions taken on the way (size, data rate, bare CR/LF under reject),
  * what the end of data leads to, and the transaction record behind every `message`
  * log line. The upstream never sees a final dot unless the whole body went out.
+ * With rewrite_header_from the header block is held (hdrfrom.h) until it is complete
+ * and goes out rewritten; from there on the body streams as it always does.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "hdrfrom.h"
 #include "log.h"
 #include "route.h"
 #include "session_int.h"
@@ -28,6 +31,14 @@
 #define DATA_RATE_GRACE	30.
 /* msg_bytes counts the terminating ".\r\n": the message itself is this much less. */
 #define DOT_LEN		3
+/* The header block is scanned in this much, into a buffer of the stack. */
+#define HDR_CHUNK	4096
+/*
+ * Room the upstream must have before a header chunk is scanned: the whole rewritten
+ * block and the rest of the chunk go out at once. The upstream's buffer (256 KB, its
+ * DRAIN at a quarter) has that much again whenever it drains.
+ */
+#define HDR_ROOM	(HDRFROM_OUT_MAX + DATA_OUT_MAX(HDR_CHUNK))
 
 /* ---- the message record ---------------------------------------------------------- */
 
@@ -38,11 +49,23 @@ txn_drop(struct txn **t)
 	*t = NULL;
 }
 
+/* Stop holding a header block. */
+static void
+hdr_drop(struct session *s)
+{
+	if (s->hf == NULL)
+		return;
+	hdrfrom_free(s->hf);
+	free(s->hf);
+	s->hf = NULL;
+}
+
 void
 body_txn_free(struct session *s)
 {
 	txn_drop(&s->txn);
 	txn_drop(&s->ended);
+	hdr_drop(s);
 }
 
 void
@@ -61,6 +84,23 @@ body_txn_new(struct session *s, const char *arg, size_t arglen)
 	if (smtp_path(arg, arglen, t->from, sizeof(t->from)) != 0)
 		t->from[0] = '\0';
 	s->txn = t;
+}
+
+void
+body_txn_device_from(struct session *s, const char *arg, size_t arglen)
+{
+	struct txn *t = s->txn;
+	const char *p = arg + 5, *end = arg + arglen;
+	size_t n;
+
+	if (t == NULL || smtp_path(arg, arglen, t->device_from, sizeof(t->device_from)) == 0)
+		return;
+	/* A path without brackets (sender_mail() took it): "FROM:" and blanks, then it. */
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	for (n = 0; p + n < end && p[n] != ' ' && p[n] != '\t'; n++)
+		;
+	snprintf(t->device_from, sizeof(t->device_from), "%.*s", (int)n, p);
 }
 
 void
@@ -122,6 +162,8 @@ log_message(struct session *s, const struct txn *t, const char *reply, size_t le
 	log_str(&l, "device", route_name(s->dev));
 	log_str(&l, "upstream", s->upc != NULL ? s->upc->name : "-");
 	log_str(&l, "from", t ? t->from : "");
+	if (t != NULL && t->device_from[0] != '\0')
+		log_str(&l, "device_from", t->device_from);
 	if (t != NULL && t->to_more > 0)
 		snprintf(to, sizeof(to), "%s%s(+%u more)", t->to, t->to[0] ? "," : "",
 		    t->to_more);
@@ -162,8 +204,69 @@ body_start(struct session *s)
 	s->state = S_DATA;
 	s->msg_bytes = 0;
 	s->too_big = 0;
+	s->hdr_big = 0;
 	s->data_start = ev_now(s->loop);
 	data_init(&s->ds, s->lim->bare_newline);
+	hdr_drop(s);
+	if (s->dev == NULL || !s->dev->rewrite_header_from)
+		return;
+	if ((s->hf = malloc(sizeof(*s->hf))) == NULL) {
+		/* The From cannot be rewritten: nothing goes out, the device gets 451. */
+		session_drop_upstream(s, DROP_RESET);
+		return;
+	}
+	hdrfrom_init(s->hf, s->dev->force_sender);
+}
+
+/*
+ * The header block is complete (or the data ended inside it): send it rewritten, then
+ * the ${n} bytes at ${rest} that followed it; or, failing, drop the upstream (no dot).
+ */
+static void
+hdr_send(struct session *s, const char *rest, size_t n)
+{
+	char *block;
+	size_t blen;
+
+	block = hdrfrom_block(s->hf, &blen);
+	hdr_drop(s);
+	/* HDR_ROOM was there: both fit, unless memory is short. */
+	if (block == NULL || conn_write(s->up, block, blen) != 0 ||
+	    conn_write(s->up, rest, n) != 0)
+		session_drop_upstream(s, DROP_RESET);
+	free(block);
+}
+
+/*
+ * scan_chunk() while the header block is held: scan a small chunk to the stack, hold
+ * what is header, send the block rewritten once it is complete, then what followed it.
+ */
+static size_t
+scan_header(struct session *s, const char *in, size_t len)
+{
+	char out[DATA_OUT_MAX(HDR_CHUNK)];
+	size_t chunk, used, outlen, feed, took;
+
+	if (conn_out_room(s->up) < HDR_ROOM)
+		return (0);	/* resumed by the upstream's DRAIN */
+	chunk = len < HDR_CHUNK ? len : HDR_CHUNK;
+	used = data_scan(&s->ds, in, chunk, out, &outlen);
+	/* Over the size limit, or a body refused for a bare CR/LF: judge() ends it. */
+	if ((s->size_limit > 0 && s->msg_bytes + used > s->size_limit + DOT_LEN) ||
+	    (s->ds.bad && s->ds.policy == DATA_REJECT))
+		return (used);
+	/* The final ".\r\n" is no header line: it follows whatever the header became. */
+	feed = s->ds.done && outlen >= DOT_LEN ? outlen - DOT_LEN : outlen;
+	if (hdrfrom_feed(s->hf, out, feed, &took) != 0) {
+		/* Over HDRFROM_MAX: drop the upstream (no final dot), read on, answer 552. */
+		s->hdr_big = s->hf->toobig;
+		hdr_drop(s);
+		session_drop_upstream(s, DROP_RESET);
+		return (used);
+	}
+	if (s->hf->done || s->ds.done)
+		hdr_send(s, out + took, outlen - took);
+	return (used);
 }
 
 /*
@@ -178,9 +281,12 @@ scan_chunk(struct session *s, const char *in, size_t len)
 	char *out;
 
 	if (s->up == NULL) {
+		hdr_drop(s);
 		chunk = len < DATA_DISCARD ? len : DATA_DISCARD;
 		return (data_scan(&s->ds, in, chunk, scratch, &outlen));
 	}
+	if (s->hf != NULL)
+		return (scan_header(s, in, len));
 	if (conn_out_room(s->up) < DATA_MIN_ROOM)
 		return (0);	/* resumed by the upstream's DRAIN */
 	chunk = len < DATA_CHUNK ? len : DATA_CHUNK;
@@ -231,10 +337,16 @@ finish(struct session *s)
 	s->state = S_CMD;
 	s->in_txn = 0;
 	s->rcpts_sent = 0;
+	/* A header still held belongs to a message that is not going out. */
+	hdr_drop(s);
 	if (s->too_big) {
 		body_log_data(s, "552 5.3.4 over the size limit (rejected by the proxy)",
 		    "rejected");
 		relay_local(s, R_TOO_BIG);
+	} else if (s->hdr_big) {
+		body_log_data(s, "552 5.3.4 header block over rewrite_header_from's limit "
+		    "(rejected by the proxy)", "rejected");
+		relay_local(s, R_HDR_TOO_BIG);
 	} else if (s->ds.bad && s->ds.policy == DATA_REJECT) {
 		body_log_data(s, "550 5.5.2 bare CR or LF (rejected by the proxy)", "rejected");
 		relay_local(s, R_REJECTED);

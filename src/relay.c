@@ -14,7 +14,9 @@
 
 #include "config.h"
 #include "conn.h"
+#include "hdrfrom.h"
 #include "log.h"
+#include "sender.h"
 #include "session_int.h"
 
 #define XSTR(x)		STR(x)
@@ -74,6 +76,10 @@ emit_local(struct session *s, enum local_reply r)
 	case R_TOO_BIG:
 		n = (size_t)snprintf(buf, sizeof(buf), "552 5.3.4 Message size exceeds fixed "
 		    "limit (%llu bytes)\r\n", s->size_limit);
+		break;
+	case R_HDR_TOO_BIG:
+		n = (size_t)snprintf(buf, sizeof(buf), "552 5.3.4 Message header too big to "
+		    "rewrite its From (limit %d bytes)\r\n", HDRFROM_MAX);
 		break;
 	default:
 		assert(r > R_NONE && r < R_NLOCAL && local_text[r] != NULL);
@@ -225,10 +231,21 @@ check_mail(const struct session *s, const struct smtp_cmd *c)
 static int
 act_mail(struct session *s, const struct smtp_cmd *c)
 {
+	char line[SMTP_LINE_MAX + 400];
+	int n;
+
 	s->in_txn = 1;
 	s->rcpts_sent = 0;
-	body_txn_new(s, c->arg, c->arglen);
-	return (0);
+	/* force_sender: the upstream gets the profile's sender, the parameters as they were. */
+	if (s->dev == NULL || s->dev->force_sender[0] == '\0' ||
+	    (n = sender_mail(c->arg, c->arglen, s->dev->force_sender, line, sizeof(line))) <= 0) {
+		body_txn_new(s, c->arg, c->arglen);
+		return (0);
+	}
+	body_txn_new(s, line + 5, (size_t)n - 5);
+	body_txn_device_from(s, c->arg, c->arglen);
+	forward(s, line, (size_t)n, P_RELAY, SMTP_MAIL);
+	return (1);
 }
 
 static enum local_reply

@@ -35,7 +35,7 @@ enum pend_kind {
 enum local_reply {
 	R_NONE, R_EHLO, R_HELO, R_TOO_LONG, R_BARE, R_BARE_LF, R_UNKNOWN, R_NO_STARTTLS,
 	R_NO_BDAT, R_AUTH_OK, R_EHLO_SYNTAX, R_HELO_SYNTAX, R_VRFY, R_EXPN, R_HELP,
-	R_REJECTED, R_UP_LOST_DATA, R_TOO_MANY_RCPTS, R_TOO_BIG, R_NLOCAL
+	R_REJECTED, R_UP_LOST_DATA, R_TOO_MANY_RCPTS, R_TOO_BIG, R_HDR_TOO_BIG, R_NLOCAL
 };
 
 /* What session_drop_upstream() does to the upstream connection. */
@@ -58,7 +58,8 @@ struct pend {
  */
 struct txn {
 	unsigned	 id;
-	char		 from[256];
+	char		 from[256];	/* as the upstream got it */
+	char		 device_from[256];	/* the device's own, when force_sender changed it */
 	unsigned	 rcpts;		/* accepted by the upstream */
 	unsigned	 to_more;	/* accepted but not listed in to[] */
 	unsigned long long bytes;
@@ -93,12 +94,14 @@ struct session {
 	unsigned	 client_gone:1;	/* the client failed; only the outcome is awaited */
 	unsigned	 dead:1;	/* ended; freed when the outermost handler returns */
 	unsigned	 too_big:1;	/* the body being read is over size_limit */
+	unsigned	 hdr_big:1;	/* its header block is over what rewrite_header_from holds */
 	int		 depth;		/* nesting of handlers, so the last one frees */
 	unsigned	 rcpts_sent;	/* RCPT commands in this transaction */
 	unsigned	 commands;	/* whole command lines taken */
 	unsigned	 errors;	/* error replies so far */
 	/* messages (body.c) */
 	struct data_scan ds;
+	struct hdrfrom	*hf;		/* rewrite_header_from: the header block, while it is read */
 	struct txn	*txn;		/* the open transaction, MAIL onwards */
 	struct txn	*ended;		/* the one whose end of data awaits its reply */
 	unsigned	 txn_ids;
@@ -175,6 +178,9 @@ void body_read(struct session *s);
 
 /* A new transaction at MAIL ${arg}; the open one, if any, is dropped. */
 void body_txn_new(struct session *s, const char *arg, size_t arglen);
+
+/* force_sender changed the open transaction's MAIL: the device's own was ${arg}. */
+void body_txn_device_from(struct session *s, const char *arg, size_t arglen);
 
 /* An RCPT ${arg} was sent for the open transaction; its reply is matched in order. */
 void body_txn_rcpt_sent(struct session *s, const char *arg, size_t arglen);

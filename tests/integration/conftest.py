@@ -41,12 +41,11 @@ def check_config(workdir, text, name="check"):
 
 @pytest.fixture
 def proxy_config(certs):
-    """Factory for the config sections of a proxy in front of Upstream `up`; more sections
-    by name, after the others in order: make(up, **{"upstream backup": {...}})."""
+    """Factory for the config sections of a proxy in front of Upstream `up`; keyword
+    arguments name sections (`**{"device scanner": {...}}` adds one)."""
 
-    def make(up=None, proxy=None, upstream=None, log=None, limits=None, **more):
-        return sections(certs, up, DEFAULTS, proxy=proxy, upstream=upstream, log=log,
-                        limits=limits, **more)
+    def make(up=None, **over):
+        return sections(certs, up, DEFAULTS, **over)
 
     return make
 
