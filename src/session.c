@@ -119,6 +119,7 @@ leave(struct session *s)
 		s->next->prev = s->prev;
 	nsessions--;
 	ev_timer_stop(s->loop, &s->timer);
+	clientauth_free(s);
 	config_unref(s->cfg);
 	body_txn_free(s);
 	if (s->done != NULL)
@@ -367,6 +368,16 @@ process(struct session *s)
 		return;
 	if (conn_eof(s->cl))
 		client_eof(s);
+}
+
+void
+session_run(struct session *s, void (*fn)(struct session *))
+{
+	enter(s);
+	fn(s);
+	if (!s->dead)
+		process(s);
+	leave(s);
 }
 
 static void
