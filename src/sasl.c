@@ -85,10 +85,17 @@ sasl_is_cancel(const char *line, size_t len)
 static long
 decode(const char *b64, size_t n, unsigned char *raw, size_t size)
 {
-	size_t len;
+	size_t len, i, pad;
 
 	while (n > 0 && is_blank(b64[n - 1]))
 		n--;
+	/* Padding only at the end: OpenSSL's decoder would take "ab=c" too. */
+	for (pad = 0; pad < 2 && pad < n && b64[n - 1 - pad] == '='; pad++)
+		;
+	for (i = 0; i < n - pad; i++)
+		if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+		    b64[i]) == NULL || b64[i] == '\0')
+			return (-1);
 	if (n == 0 || auth_unb64(b64, n, raw, size, &len) != 0)
 		return (-1);
 	return ((long)len);
