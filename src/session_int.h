@@ -2,8 +2,9 @@
 #define SESSION_INT_H
 
 /*
- * Private to the three files of a session: session.c (its life and its faults),
- * relay.c (the command phase) and body.c (the DATA phase and the message record).
+ * Private to the files of a session: session.c (its life and its faults), relay.c
+ * (the command phase), clientauth.c (a device's AUTH to the proxy itself) and body.c
+ * (the DATA phase and the message record).
  * Nothing else includes this; the rest of the program sees session.h.
  */
 
