@@ -28,7 +28,7 @@ HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) $(HARDEN) $(SANFLAGS) \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # libev ships no .pc on Debian: plain -lev.
-LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread
+LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lcrypt
 LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now $(SANFLAGS) $(LDFLAGS)
 ALL_CFLAGS := $(BASE_CFLAGS) $(CFLAGS)
 

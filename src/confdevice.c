@@ -6,12 +6,13 @@
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config.h"
 #include "config_int.h"
+#include "users.h"
 
 #define LINE(k)	config_key_line(ld, k)
 
@@ -147,6 +148,31 @@ check_ties(struct loader *ld)
 	}
 }
 
+/*
+ * A problem in the users file is told at the users file's own FILE:LINE; one that has
+ * no line there (unreadable, too open) at the config's users_file line.
+ */
+static void
+users_problem(void *arg, int line, int warning, const char *msg)
+{
+	struct loader *ld = arg;
+	const char *path = ld->path;
+	char text[PATH_MAX + 600];
+
+	if (line > 0) {
+		ld->path = ld->c->users_file;
+		snprintf(text, sizeof(text), "%s", msg);
+	} else {
+		line = config_key_line(ld, "users_file");
+		snprintf(text, sizeof(text), "users_file %s: %s", ld->c->users_file, msg);
+	}
+	if (warning)
+		config_warn(ld, line, "%s", text);
+	else
+		config_err(ld, line, "%s", text);
+	ld->path = path;
+}
+
 void
 config_check_devices(struct loader *ld)
 {
@@ -161,6 +187,6 @@ config_check_devices(struct loader *ld)
 	ld->cur_kind = NULL;
 	ld->cur_lines = NULL;
 	check_ties(ld);
-	if (c->users_file[0] != '\0' && access(c->users_file, R_OK) != 0)
-		config_err(ld, LINE("users_file"), "users_file %s: not readable", c->users_file);
+	if (c->users_file[0] != '\0')
+		c->users = users_load(c->users_file, users_problem, ld);
 }

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "config_int.h"
 #include "tlsctx.h"
+#include "users.h"
 
 /* Debian's libinih reads lines into 200 bytes, with room for our newline and NUL. */
 #define CONFIG_LINE_MAX 198
@@ -870,6 +871,7 @@ config_unref(struct config *c)
 	}
 	for (i = 0; i < c->ndevs; i++)
 		free(c->devs[i]);
+	users_free(c->users);
 	free(c);
 }
 

@@ -17,6 +17,8 @@
 #define CONFIG_MAX_MATCH	32
 #define CONFIG_MAX_KEYS		96	/* key rows */
 
+struct users;
+
 enum up_tls { UP_TLS_STARTTLS, UP_TLS_IMPLICIT };
 enum up_auth { UP_AUTH_AUTO, UP_AUTH_PLAIN, UP_AUTH_LOGIN, UP_AUTH_XOAUTH2, UP_AUTH_OAUTHBEARER };
 /* Where an OAuth2 access token comes from (auth_mechanism xoauth2 / oauthbearer). */
@@ -134,6 +136,7 @@ struct config {
 	unsigned long	 first_command_timeout;	/* seconds from our 220 to the first command */
 	char		 state_dir[PATH_MAX];	/* what the proxy keeps: rotated refresh tokens */
 	char		 users_file[PATH_MAX];	/* name:crypt-hash lines, for client_auth */
+	struct users	*users;			/* users_file as loaded; NULL: none */
 	unsigned long	 retry_after;		/* seconds a failed upstream is skipped */
 
 	/* [upstream] is ups[0] ("default"); [upstream NAME] the others, in file order. */

@@ -53,6 +53,18 @@ static const char *const local_text[R_NLOCAL] = {
 	    "(bare_newline = reject)\r\n",
 	[R_UP_LOST_DATA] = "451 4.4.2 Upstream connection lost during DATA; message not "
 	    "delivered\r\n",
+	/* client_auth = required: the device logs in to the proxy (clientauth.c). */
+	[R_AUTH_REQUIRED] = "530 5.7.0 Authentication required\r\n",
+	[R_AUTH_FAILED] = "535 5.7.8 Authentication credentials invalid\r\n",
+	[R_AUTH_TEMP] = "454 4.7.0 Temporary authentication failure\r\n",
+	[R_AUTH_CANCELLED] = "501 5.0.0 Authentication cancelled\r\n",
+	[R_AUTH_DECODE] = "501 5.5.2 Cannot decode the response\r\n",
+	[R_AUTH_SYNTAX] = "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n",
+	[R_AUTH_MECH] = "504 5.5.4 Unrecognized authentication type (PLAIN or LOGIN)\r\n",
+	[R_AUTH_TWICE] = "503 5.5.1 Already authenticated\r\n",
+	[R_AUTH_CHALLENGE] = "334 \r\n",
+	[R_AUTH_USERNAME] = "334 VXNlcm5hbWU6\r\n",		/* "Username:" */
+	[R_AUTH_PASSWORD] = "334 UGFzc3dvcmQ6\r\n",		/* "Password:" */
 };
 
 static void
@@ -63,7 +75,8 @@ emit_local(struct session *s, enum local_reply r)
 
 	switch (r) {
 	case R_EHLO:
-		n = smtp_ehlo_reply(&s->caps, s->cfg->hostname, s->upc->username[0] == '\0',
+		n = CLIENTAUTH_ON(s) ? clientauth_ehlo(s, buf, sizeof(buf)) :
+		    smtp_ehlo_reply(&s->caps, s->cfg->hostname, s->upc->username[0] == '\0',
 		    buf, sizeof(buf));
 		break;
 	case R_HELO:
@@ -223,6 +236,8 @@ act_helo(struct session *s, const struct smtp_cmd *c)
 static enum local_reply
 check_mail(const struct session *s, const struct smtp_cmd *c)
 {
+	if (CLIENTAUTH_MISSING(s))
+		return (R_AUTH_REQUIRED);
 	if (s->size_limit > 0 && smtp_mail_size(c->arg, c->arglen) > s->size_limit)
 		return (R_TOO_BIG);
 	return (R_NONE);
@@ -252,7 +267,16 @@ static enum local_reply
 check_rcpt(const struct session *s, const struct smtp_cmd *c)
 {
 	(void)c;
+	if (CLIENTAUTH_MISSING(s))
+		return (R_AUTH_REQUIRED);
 	return (s->rcpts_sent >= s->lim->max_recipients ? R_TOO_MANY_RCPTS : R_NONE);
+}
+
+static enum local_reply
+check_data(const struct session *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	return (CLIENTAUTH_MISSING(s) ? R_AUTH_REQUIRED : R_NONE);
 }
 
 static int
@@ -285,7 +309,11 @@ act_quit(struct session *s, const struct smtp_cmd *c)
 static int
 act_auth(struct session *s, const struct smtp_cmd *c)
 {
-	(void)c;
+	if (CLIENTAUTH_ON(s)) {
+		/* The device logs in to the proxy; its credentials never go upstream. */
+		clientauth_start(s, c);
+		return (1);
+	}
 	if (s->upc->username[0] != '\0') {
 		/* The proxy holds the credentials and has used them already. */
 		relay_local(s, R_AUTH_OK);
@@ -312,7 +340,7 @@ static const struct verb_rule {
 	{ SMTP_RCPT, P_RELAY, R_NONE, 0, check_rcpt, act_rcpt },
 	{ SMTP_RSET, P_RELAY, R_NONE, 0, NULL, act_rset },
 	{ SMTP_NOOP, P_RELAY, R_NONE, 0, NULL, NULL },
-	{ SMTP_DATA, P_DATA, R_NONE, 1, NULL, NULL },
+	{ SMTP_DATA, P_DATA, R_NONE, 1, check_data, NULL },
 	{ SMTP_QUIT, P_RELAY, R_NONE, 1, NULL, act_quit },
 	{ SMTP_AUTH, P_AUTH, R_NONE, 1, NULL, act_auth },
 	{ SMTP_VRFY, P_LOCAL, R_VRFY, 0, NULL, NULL },
@@ -359,6 +387,12 @@ handle_command(struct session *s, const char *line, size_t len)
 		auth_continuation(s, line, len);
 		return;
 	}
+	if (clientauth_pending(s)) {
+		debug_line(s, "client.line", line, len, 2);
+		clientauth_response(s, line, len);
+		return;
+	}
+	clientauth_idle(s);
 	if (len > SMTP_LINE_MAX || !smtp_line_is_clean(line, len)) {
 		relay_local(s, len > SMTP_LINE_MAX ? R_TOO_LONG : R_BARE);
 		return;

@@ -122,6 +122,7 @@ leave(struct session *s)
 	/* The upstream's max_connections slot, taken when it was prepared for this session. */
 	if (s->upc_counted)
 		shared_upstream_leave(s->upc->slot);
+	clientauth_free(s);
 	config_unref(s->cfg);
 	body_txn_free(s);
 	if (s->done != NULL)
@@ -370,6 +371,16 @@ process(struct session *s)
 		return;
 	if (conn_eof(s->cl))
 		client_eof(s);
+}
+
+void
+session_run(struct session *s, void (*fn)(struct session *))
+{
+	enter(s);
+	fn(s);
+	if (!s->dead)
+		process(s);
+	leave(s);
 }
 
 static void

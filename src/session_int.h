@@ -2,8 +2,9 @@
 #define SESSION_INT_H
 
 /*
- * Private to the three files of a session: session.c (its life and its faults),
- * relay.c (the command phase) and body.c (the DATA phase and the message record).
+ * Private to the files of a session: session.c (its life and its faults), relay.c
+ * (the command phase), clientauth.c (a device's AUTH to the proxy itself) and body.c
+ * (the DATA phase and the message record).
  * Nothing else includes this; the rest of the program sees session.h.
  */
 
@@ -35,7 +36,11 @@ enum pend_kind {
 enum local_reply {
 	R_NONE, R_EHLO, R_HELO, R_TOO_LONG, R_BARE, R_BARE_LF, R_UNKNOWN, R_NO_STARTTLS,
 	R_NO_BDAT, R_AUTH_OK, R_EHLO_SYNTAX, R_HELO_SYNTAX, R_VRFY, R_EXPN, R_HELP,
-	R_REJECTED, R_UP_LOST_DATA, R_TOO_MANY_RCPTS, R_TOO_BIG, R_HDR_TOO_BIG, R_NLOCAL
+	R_REJECTED, R_UP_LOST_DATA, R_TOO_MANY_RCPTS, R_TOO_BIG, R_HDR_TOO_BIG,
+	/* client_auth (clientauth.c) */
+	R_AUTH_REQUIRED, R_AUTH_FAILED, R_AUTH_TEMP, R_AUTH_CANCELLED, R_AUTH_DECODE,
+	R_AUTH_SYNTAX, R_AUTH_MECH, R_AUTH_TWICE, R_AUTH_CHALLENGE, R_AUTH_USERNAME,
+	R_AUTH_PASSWORD, R_NLOCAL
 };
 
 /* What session_drop_upstream() does to the upstream connection. */
@@ -95,6 +100,8 @@ struct session {
 	unsigned	 dead:1;	/* ended; freed when the outermost handler returns */
 	unsigned	 too_big:1;	/* the body being read is over size_limit */
 	unsigned	 hdr_big:1;	/* its header block is over what rewrite_header_from holds */
+	unsigned	 authed:1;	/* the device logged in to the proxy (client_auth) */
+	struct clientauth *ca;		/* its AUTH exchange with the proxy, from its first AUTH */
 	int		 depth;		/* nesting of handlers, so the last one frees */
 	unsigned	 rcpts_sent;	/* RCPT commands in this transaction */
 	unsigned	 commands;	/* whole command lines taken */
@@ -148,6 +155,9 @@ void session_upstream_lost(struct session *s);
 /* The upstream's framing can no longer be trusted: 451 + 421, logged with ${why}. */
 void session_upstream_garbled(struct session *s, const char *why);
 
+/* From an event of the session's own (a timer): ${fn}(s) as a handler, then move along. */
+void session_run(struct session *s, void (*fn)(struct session *));
+
 /* ---- relay.c: the command phase ---- */
 
 /* Answer ${r} in turn: after every reply still owed to earlier commands. */
@@ -167,6 +177,32 @@ void relay_read_commands(struct session *s);
 
 /* Relay the upstream's replies in the order of the commands, and answer local entries. */
 void relay_read_replies(struct session *s);
+
+/* ---- clientauth.c: the device's AUTH to the proxy itself (client_auth = required) ---- */
+
+/* 1 if the session's profile has client_auth = required. */
+#define CLIENTAUTH_ON(s)	((s)->dev != NULL && (s)->dev->client_auth == CLIENT_AUTH_REQUIRED)
+
+/* 1 if the device must still log in before MAIL, RCPT or DATA. */
+#define CLIENTAUTH_MISSING(s)	(CLIENTAUTH_ON(s) && !(s)->authed)
+
+/* The EHLO reply with the proxy's own AUTH PLAIN LOGIN (and AUTH=) lines; 0 if too small. */
+size_t clientauth_ehlo(const struct session *s, char *out, size_t size);
+
+/* AUTH ${c}: answered here, never relayed. */
+void clientauth_start(struct session *s, const struct smtp_cmd *c);
+
+/* 1 if the next client line is a response in the AUTH exchange. */
+int clientauth_pending(const struct session *s);
+
+/* The client's response line ${line} / ${len} in the AUTH exchange. */
+void clientauth_response(struct session *s, const char *line, size_t len);
+
+/* A command line that is not part of an exchange: the previous one's were wiped. */
+void clientauth_idle(struct session *s);
+
+/* Free the exchange state and stop its timer. NULL ca is a no-op. */
+void clientauth_free(struct session *s);
 
 /* ---- body.c: the DATA phase and the record of each message ---- */
 

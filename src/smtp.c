@@ -336,8 +336,8 @@ size_t
 smtp_ehlo_reply(const struct smtp_caps *caps, const char *hostname, int show_auth,
     char *out, size_t size)
 {
-	const char *lines[8];
-	char sizebuf[40], authbuf[sizeof(caps->auth) + 8];
+	const char *lines[9];
+	char sizebuf[40], authbuf[sizeof(caps->auth) + 8], oldbuf[sizeof(caps->auth) + 8];
 	size_t n = 0, i, pos = 0;
 	int w;
 
@@ -361,6 +361,10 @@ smtp_ehlo_reply(const struct smtp_caps *caps, const char *hostname, int show_aut
 	if (show_auth && (caps->flags & SMTP_CAP_AUTH) && caps->auth[0] != '\0') {
 		snprintf(authbuf, sizeof(authbuf), "AUTH %s", caps->auth);
 		lines[n++] = authbuf;
+		if (caps->flags & SMTP_CAP_AUTH_OLD) {
+			snprintf(oldbuf, sizeof(oldbuf), "AUTH=%s", caps->auth);
+			lines[n++] = oldbuf;
+		}
 	}
 	w = snprintf(out, size, "250%c%s\r\n", n ? '-' : ' ', hostname);
 	if (w < 0 || (size_t)w >= size)

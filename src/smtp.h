@@ -103,6 +103,8 @@ long smtp_reply_parse(const char *p, size_t len, struct smtp_reply *r);
 #define SMTP_CAP_STARTTLS	0x0040
 #define SMTP_CAP_CHUNKING	0x0080
 #define SMTP_CAP_AUTH		0x0100
+/* Our own EHLO reply only: repeat AUTH as the pre-RFC 2554 "AUTH=mech" line old devices read. */
+#define SMTP_CAP_AUTH_OLD	0x0200
 
 #define SMTP_AUTH_PLAIN		0x01
 #define SMTP_AUTH_LOGIN		0x02
@@ -126,7 +128,8 @@ int smtp_caps_parse(const char *reply, size_t len, struct smtp_caps *caps);
  * smtp_ehlo_reply(caps, hostname, show_auth, out, size):
  * Write the EHLO reply the client sees into ${out}: "250-hostname" then only the
  * capabilities relayed to clients (PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
- * ENHANCEDSTATUSCODES, DSN; AUTH when ${show_auth}); never STARTTLS or CHUNKING.
+ * ENHANCEDSTATUSCODES, DSN; AUTH when ${show_auth}, also as "AUTH=mech..." when
+ * SMTP_CAP_AUTH_OLD is set); never STARTTLS or CHUNKING.
  * Return its length, or 0 if ${size} is too small.
  */
 size_t smtp_ehlo_reply(const struct smtp_caps *caps, const char *hostname, int show_auth,

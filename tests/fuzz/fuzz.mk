@@ -14,7 +14,7 @@ FUZZ_FLAGS   ?= -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 FUZZ_CFLAGS  := $(FUZZ_FLAGS) -std=c11 -D_GNU_SOURCE -Isrc -Wall -Wextra \
                 $(shell pkg-config --cflags openssl inih jansson 2>/dev/null)
 FUZZ_LIBS    := $(shell pkg-config --libs openssl inih jansson 2>/dev/null || echo -lssl -lcrypto -linih -ljansson) \
-                -lev -lpthread
+                -lev -lpthread -lcrypt
 # Options for every run; FUZZ_OPTS_NAME adds to one target's.
 FUZZ_RUNOPTS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 FUZZ_OPTS_reply  ?= -max_len=17000

@@ -651,6 +651,28 @@ test_smtp_ehlo_reply_auth_only_when_asked(void **state)
 }
 
 static void
+test_smtp_ehlo_reply_old_auth_line_follows_auth(void **state)
+{
+	static const char want[] = "250-proxy.test\r\n250-PIPELINING\r\n"
+	    "250-AUTH PLAIN LOGIN\r\n250 AUTH=PLAIN LOGIN\r\n";
+	struct smtp_caps c;
+	char out[1024];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(caps_of("250-mx\r\n250 PIPELINING\r\n", &c), 0);
+	c.flags |= SMTP_CAP_AUTH | SMTP_CAP_AUTH_OLD;
+	snprintf(c.auth, sizeof(c.auth), "PLAIN LOGIN");
+	n = ehlo(&c, 1, out, sizeof(out));
+	assert_ehlo_framing(out, n);
+	assert_int_equal(n, strlen(want));
+	assert_memory_equal(out, want, n);
+	/* Never without the AUTH line itself. */
+	n = ehlo(&c, 0, out, sizeof(out));
+	assert_null(memmem(out, n, "AUTH", 4));
+}
+
+static void
 test_smtp_ehlo_reply_without_capabilities_is_one_line(void **state)
 {
 	struct smtp_caps c;
@@ -734,6 +756,7 @@ main(void)
 		cmocka_unit_test(test_smtp_caps_malformed_auth_fails),
 		cmocka_unit_test(test_smtp_ehlo_reply_never_offers_starttls_or_chunking),
 		cmocka_unit_test(test_smtp_ehlo_reply_auth_only_when_asked),
+		cmocka_unit_test(test_smtp_ehlo_reply_old_auth_line_follows_auth),
 		cmocka_unit_test(test_smtp_ehlo_reply_without_capabilities_is_one_line),
 		cmocka_unit_test(test_smtp_ehlo_reply_size_without_limit_and_too_small_buffer),
 	};
