@@ -574,3 +574,29 @@ def test_check_key_file_ok_and_world_readable_secret_warns(certs, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "readable by every user" in p.stderr
     assert "BEGIN PRIVATE KEY" not in p.stderr + p.stdout
+
+
+def test_named_upstream_with_oauth2_behind_a_profile(upstream, tokens, oproxy, certs, tmp_path):
+    """[upstream m365] logs in with its own token (its own slot, its own oauth2.token line),
+    for the devices of the profile that routes to it; [upstream] keeps its password."""
+    ts = tokens(lifetime=60)
+    up_tok = upstream("starttls", token_check=ts.valid)
+    up_pw = upstream("starttls")
+    oproxy.servers.append(ts)
+    keys = oauth(ts, certs)
+    keys.update({"host": "127.0.0.1", "port": str(up_tok.port), "server_name": "mail.test",
+                 "ca_file": certs["ca"][0]})
+    px = oproxy(up_pw, proxy={"state_dir": str(tmp_path), "timeout": "5"},
+                upstream={"username": USER, "password": "pw"},
+                **{"upstream m365": keys, "device scanner": {"match": "127.0.0.2",
+                                                              "upstream": "m365"}})
+    with px.client(source="127.0.0.2") as c:
+        assert c.read_reply().code == 220
+        r = c.send_mail("scanner@example.test", ["boss@example.test"], BODY, ehlo="p.test")
+        assert r.code == 250
+    line, = px.wait_event("oauth2.token")
+    assert line["upstream"] == "m365"
+    (mech, user, tok, ok), = token_logins(up_tok)
+    assert (mech, ok) == ("XOAUTH2", True)
+    msg, = px.wait_event("message")
+    assert msg["upstream"] == "m365" and msg["device"] == "scanner"
