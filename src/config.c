@@ -36,6 +36,8 @@ static const char *set_listen(struct config *, char *, const char *);
 static const char *set_hostname(struct config *, char *, const char *);
 static const char *set_allow(struct config *, char *, const char *);
 static const char *set_match(struct config *, char *, const char *);
+static const char *set_metrics_listen(struct config *, char *, const char *);
+static const char *set_metrics_allow(struct config *, char *, const char *);
 static const char *set_route(struct config *, char *, const char *);
 
 /* How a key's value is read into its field. */
@@ -185,6 +187,8 @@ static const struct key keys[] = {
 	UINT("device", "max_errors", "", D(lim.max_errors), 1, 10000, NULL),
 	UINT("device", "min_data_rate", "", D(lim.min_data_rate), 0, 100000000,
 	    "expected bytes per second (0: no minimum)"),
+	FUNC("metrics", "listen", "", set_metrics_listen),
+	FUNC("metrics", "allow", "127.0.0.0/8, ::1/128", set_metrics_allow),
 	ENUM("log", "level", "info", C(log_level), level_names, NULL),
 	ENUM("log", "format", "text", C(log_format), format_names, NULL),
 };
@@ -192,7 +196,7 @@ static const struct key keys[] = {
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= CONFIG_MAX_KEYS, "room for every key's line");
 
 /* Section kinds; [upstream] and [device] also come as [upstream NAME], [device NAME]. */
-static const char *sections[] = { "proxy", "upstream", "log", "limits", "device" };
+static const char *sections[] = { "proxy", "upstream", "log", "limits", "device", "metrics" };
 
 static void text_add(char *, size_t, size_t *, const char *, int, const char *, const char *,
     va_list) __attribute__((format(printf, 7, 0)));
@@ -329,6 +333,28 @@ set_route(struct config *c, char *obj, const char *v)
 
 	(void)c;
 	return (copy(d->route_names, sizeof(d->route_names), v));
+}
+
+/* One addr:port, or empty (off); numeric, checked like listen. */
+static const char *
+set_metrics_listen(struct config *c, char *obj, const char *v)
+{
+	(void)obj;
+	c->metrics_on = 0;
+	if (v[0] == '\0')
+		return (NULL);
+	if (parse_hostport(v, c->metrics_listen.host, sizeof(c->metrics_listen.host),
+	    &c->metrics_listen.port) != 0)
+		return ("expected addr:port or [v6addr]:port");
+	c->metrics_on = 1;
+	return (NULL);
+}
+
+static const char *
+set_metrics_allow(struct config *c, char *obj, const char *v)
+{
+	(void)obj;
+	return (cidr_list(v, c->metrics_allow, CONFIG_MAX_ALLOW, &c->nmetrics_allow));
 }
 
 static const char *
@@ -814,6 +840,7 @@ config_load_flags(const char *path, int flags, char *errs, size_t errsize)
 	defaults(c, "proxy", (char *)c);
 	defaults(c, "log", (char *)c);
 	defaults(c, "limits", (char *)c);
+	defaults(c, "metrics", (char *)c);
 	defaults(c, "upstream", (char *)&c->up);
 	snprintf(c->up.name, sizeof(c->up.name), "default");
 	if ((ld.f = fopen(path, "r")) == NULL) {

@@ -151,6 +151,12 @@ struct config {
 	/* [proxy] bare_newline and [limits]: for clients of no profile, and each one's base */
 	struct limits	 lim;
 
+	/* [metrics]: the Prometheus endpoint, off unless listen is set */
+	int		 metrics_on;
+	struct listen_addr metrics_listen;
+	struct cidr	 metrics_allow[CONFIG_MAX_ALLOW];
+	size_t		 nmetrics_allow;
+
 	/* [log] */
 	enum log_level	 log_level;
 	enum log_format	 log_format;

@@ -22,7 +22,7 @@ struct loader {
 	int		 nerr;
 	size_t		 warnlen;	/* used in c->warnings */
 	int		 seen[CONFIG_MAX_KEYS];	/* line each global key was set on, 0 = default */
-	int		 section_line[5];	/* line of each unnamed section's header */
+	int		 section_line[6];	/* line of each unnamed section's header */
 	/* The section the checks look at now: config_key_line() answers for it. */
 	const char	*cur_kind;	/* "upstream", "device", or NULL: the global sections */
 	const int	*cur_lines;
