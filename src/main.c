@@ -31,6 +31,7 @@
 #include "notify.h"
 #include "oauth2.h"
 #include "oauth2login.h"
+#include "probe.h"
 #include "resolve.h"
 #include "session.h"
 #include "shared.h"
@@ -104,6 +105,7 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: smtp-tls-proxy [-t [-v]] [-c FILE] | -V | -h\n"
 	    "       smtp-tls-proxy oauth2-login [-c FILE] UPSTREAM\n"
+	    "       smtp-tls-proxy probe [-c FILE] [--json] [-v] [UPSTREAM]\n"
 	    "  -c FILE  configuration (default " CONFIG_DEFAULT_PATH ")\n"
 	    "  -t       check the configuration and the files it names, then exit\n"
 	    "  -v       with -t: print who goes where (device profiles, upstreams)\n"
@@ -613,6 +615,8 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "oauth2-login") == 0)
 		return (oauth2_login_main(argc - 1, argv + 1));
+	if (argc > 1 && strcmp(argv[1], "probe") == 0)
+		return (probe_main(argc - 1, argv + 1));
 	if ((rc = options(argc, argv, &path, &check, &verbose)) >= 0)
 		return (rc);
 	if ((cfg = config_load(path, errs, sizeof(errs))) == NULL) {

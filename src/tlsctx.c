@@ -266,8 +266,8 @@ fail:
 	return (NULL);
 }
 
-static void
-name_str(X509_NAME *n, char *out, size_t size)
+void
+tlsctx_name_str(X509_NAME *n, char *out, size_t size)
 {
 	BIO *b = BIO_new(BIO_s_mem());
 	long len;
@@ -287,9 +287,8 @@ name_str(X509_NAME *n, char *out, size_t size)
 	BIO_free(b);
 }
 
-/* The DNS and IP subject alternative names of ${cert}, bounded by ${size}. */
-static void
-sans_str(X509 *cert, char *out, size_t size)
+void
+tlsctx_sans_str(X509 *cert, char *out, size_t size)
 {
 	GENERAL_NAMES *gens;
 	const GENERAL_NAME *g;
@@ -368,9 +367,9 @@ tlsctx_report(SSL *ssl, struct tls_report *r)
 	r->verified = vr == X509_V_OK;
 	snprintf(r->verify, sizeof(r->verify), "%s",
 	    r->verified ? "ok" : X509_verify_cert_error_string(vr));
-	name_str(X509_get_subject_name(cert), r->subject, sizeof(r->subject));
-	name_str(X509_get_issuer_name(cert), r->issuer, sizeof(r->issuer));
-	sans_str(cert, r->sans, sizeof(r->sans));
+	tlsctx_name_str(X509_get_subject_name(cert), r->subject, sizeof(r->subject));
+	tlsctx_name_str(X509_get_issuer_name(cert), r->issuer, sizeof(r->issuer));
+	tlsctx_sans_str(cert, r->sans, sizeof(r->sans));
 	if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
 		strftime(r->not_after, sizeof(r->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1) {

@@ -77,6 +77,14 @@ SSL *tlsctx_ssl(struct tlsctx *t, const char *server_name, char *err, size_t err
  */
 void tlsctx_report(SSL *ssl, struct tls_report *r);
 
+/**
+ * tlsctx_name_str(n, out, size), tlsctx_sans_str(cert, out, size):
+ * ${n} as RFC 2253 text; the DNS and IP subject alternative names of ${cert} as
+ * "DNS:a, IP:b" ("..., N more" when they do not fit). Bounded by ${size}; "" on failure.
+ */
+void tlsctx_name_str(X509_NAME *n, char *out, size_t size);
+void tlsctx_sans_str(X509 *cert, char *out, size_t size);
+
 /* Where a handshake happened, for its log line. */
 struct tls_where {
 	const char	*sid, *client;

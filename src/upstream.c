@@ -39,6 +39,7 @@
 #include "smtp.h"
 #include "shared.h"
 #include "tlsctx.h"
+#include "upreport.h"
 #include "upstream.h"
 
 /* Upstream buffers: a reply is at most SMTP_REPLY_MAX; the body path writes in 64 KiB. */
@@ -90,6 +91,7 @@ struct upstream {
 	unsigned long	 token_fails;	/* failed fetches seen when the wait began */
 	int		 token_retried;	/* the server refused one token already */
 	struct upstream	*wprev, *wnext;	/* in UP_TOKEN: on the waiting list */
+	struct upstream_report *rep;	/* the probe's observer; NULL: none */
 	upstream_cb	*cb;
 	void		*arg;
 	int		 depth;		/* nesting of handlers, so the outermost frees */
@@ -119,6 +121,8 @@ up_enter(struct upstream *u, enum up_state next)
 		log_str(&l, "to", state_names[next]);
 		log_end(&l);
 	}
+	if (next != u->state)
+		upreport_step(u->rep, state_names[next], ev_time());
 	u->state = next;
 }
 static void try_next(struct upstream *);
@@ -261,9 +265,11 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 {
 	char reply[512];
 	struct logline l;
+	const char *stage = u->state == UP_AUTH ? login_stage(&u->login) : state_names[u->state];
 
 	if (u->dead)
 		return;
+	upreport_fail(u->rep, stage, reason, detail, hint);
 	/*
 	 * A failed upstream is skipped by the next sessions for retry_after; not for our own
 	 * trouble (4.3.0: out of memory or descriptors) or its being busy (4.3.2).
@@ -278,7 +284,7 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 	log_num(&l, "port", u->up->port);
 	if (u->addr[0] != '\0')
 		log_str(&l, "addr", u->addr);
-	log_str(&l, "stage", u->state == UP_AUTH ? login_stage(&u->login) : state_names[u->state]);
+	log_str(&l, "stage", stage);
 	log_str(&l, "reason", reason);
 	log_str(&l, "detail", detail);
 	if (cert != NULL) {
@@ -415,12 +421,15 @@ send_ehlo(struct upstream *u, enum up_state next)
 	up_send(u, line);
 }
 
+/* Who fetches tokens: the main process, unless a probe fetches its own. */
+static pid_t token_owner;
+
 /* The main process is asked through the shared mapping, then woken. */
 static void
 ask_main(const struct upstream_conf *up, int what, unsigned long gen)
 {
 	shared_token_ask(up->slot, up->oauth2_fp, what, gen);
-	(void)kill(getppid(), SIGUSR2);
+	(void)kill(token_owner != 0 ? token_owner : getppid(), SIGUSR2);
 }
 
 /* Log in with ${tok} (generation ${gen}), kept in u->token for redaction until the end. */
@@ -564,6 +573,7 @@ auth_reply(struct upstream *u, const char *reply, size_t len, int code)
 {
 	char line[1400];
 
+	upreport_auth(u->rep, login_mech_str(u->login.mech), code, reply, len);
 	switch (login_reply(&u->login, u->up, code, reply, len, line, sizeof(line))) {
 	case LOGIN_NEXT:
 		up_send(u, line);
@@ -595,6 +605,7 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 	char detail[300];
 
 	snprintf(detail, sizeof(detail), "%.*s", (int)(len >= 2 ? len - 2 : len), p);
+	upreport_reply(u->rep, state_names[u->state], p, len);
 	switch (u->state) {
 	case UP_GREET:
 		if (r->code != 220) {
@@ -734,6 +745,7 @@ connect_failed(struct upstream *u, const char *why)
 	int n;
 
 	log_simple(L_DEBUG, "upstream.connect", why);
+	upreport_addr(u->rep, u->addr, short_error(why));
 	u->ntried++;
 	n = snprintf(u->tried + len, sizeof(u->tried) - len, "%s%s %s", len ? "; " : "",
 	    u->addr, short_error(why));
@@ -794,6 +806,7 @@ tls_failed(struct upstream *u)
 	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 	struct tls_report r;
 
+	upreport_tls(u->rep, ssl);
 	if (vr != X509_V_OK && u->up->verify) {
 		/* What the certificate says, so the admin sees why without a debug run. */
 		tlsctx_report(ssl, &r);
@@ -830,6 +843,7 @@ on_conn(struct upstream *u, int ev)
 	if (ev & CONN_EV_TLS) {
 		u->tls_done = 1;
 		log_handshake(u);
+		upreport_tls(u->rep, conn_ssl(u->c));
 		arm(u);
 		if (u->up->tls == UP_TLS_IMPLICIT)
 			up_enter(u, UP_GREET);
@@ -894,6 +908,7 @@ try_next(struct upstream *u)
 		return;
 	}
 	parse_addr_str(u->cur->ai_addr, u->addr, sizeof(u->addr));
+	upreport_addr(u->rep, u->addr, NULL);
 	up_enter(u, UP_CONNECT);
 	u->c = conn_connect(u->loop, u->cur->ai_addr, u->cur->ai_addrlen, UP_INCAP, UP_OUTCAP,
 	    up_event, u, err, sizeof(err));
@@ -969,6 +984,19 @@ upstream_start(struct ev_loop *loop, struct config *cfg, const struct device_con
 	u->up = route_upstream(cfg, dev, u->ri);
 	begin_attempt(u);
 	return (u);
+}
+
+void
+upstream_observe(struct upstream *u, struct upstream_report *rep)
+{
+	u->rep = rep;
+	upreport_step(rep, state_names[u->state], ev_time());
+}
+
+void
+upstream_token_owner(pid_t pid)
+{
+	token_owner = pid;
 }
 
 const struct upstream_conf *

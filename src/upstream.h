@@ -1,6 +1,8 @@
 #ifndef UPSTREAM_H
 #define UPSTREAM_H
 
+#include <sys/types.h>
+
 #include <ev.h>
 
 struct config;
@@ -9,6 +11,7 @@ struct upstream_conf;
 struct conn;
 struct smtp_caps;
 struct upstream;
+struct upstream_report;
 
 /*
  * Preparing the upstream, before the client is greeted: resolve, connect (next
@@ -33,6 +36,20 @@ typedef void upstream_cb(void *arg, struct conn *c, const struct smtp_caps *caps
 struct upstream *upstream_start(struct ev_loop *loop, struct config *cfg,
     const struct device_conf *dev, const char *sid, const char *client, upstream_cb *cb,
     void *arg);
+
+/**
+ * upstream_observe(u, rep):
+ * Right after upstream_start(), before the loop runs: record every step of ${u} in
+ * ${rep} (upreport.h), which must outlive it. For the probe command; NULL stops.
+ */
+void upstream_observe(struct upstream *u, struct upstream_report *rep);
+
+/**
+ * upstream_token_owner(pid):
+ * Ask process ${pid} (SIGUSR2) for OAuth2 tokens instead of the parent: the probe
+ * fetches its own. 0 is the parent again.
+ */
+void upstream_token_owner(pid_t pid);
 
 /**
  * upstream_conf_of(u):
