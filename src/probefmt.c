@@ -194,6 +194,9 @@ probefmt_text(FILE *f, const struct upstream_report *rep)
 	if (rep->auth_mech[0] != '\0')
 		fprintf(f, "  %-11s %s as %s: %s (%s)\n", "AUTH", rep->auth_mech, rep->username,
 		    rep->auth_code / 100 == 2 ? "ok" : "refused", rep->auth_reply);
+	else if (rep->username[0] != '\0' && rep->ehlo_tls[0] != '\0')
+		fprintf(f, "  %-11s not tried (%s login as %s)\n", "AUTH", rep->auth_kind,
+		    rep->username);
 	else if (rep->username[0] == '\0' && rep->ehlo_tls[0] != '\0')
 		fprintf(f, "  %-11s none configured: devices log in themselves\n", "AUTH");
 	if (rep->quit_reply[0] != '\0')
