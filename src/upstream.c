@@ -121,7 +121,7 @@ up_enter(struct upstream *u, enum up_state next)
 		log_str(&l, "to", state_names[next]);
 		log_end(&l);
 	}
-	if (next != u->state)
+	if (u->rep != NULL && next != u->state)	/* no clock read for a real session */
 		upreport_step(u->rep, state_names[next], ev_time());
 	u->state = next;
 }
