@@ -71,13 +71,16 @@ httpreq_parse(const char *p, size_t len)
 	size_t end, i, start, n;
 	int first = 1;
 
-	for (i = 0; i < len; i++) {
+	/* Only the head is judged: what follows it is never read, whatever it is. */
+	if ((end = head_end(p, len)) == 0)
+		end = len;
+	for (i = 0; i < end; i++) {
 		unsigned char c = (unsigned char)p[i];
 
 		if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c == 0x7f)
 			return (HTTPREQ_BAD);
 	}
-	if ((end = head_end(p, len)) == 0)
+	if (head_end(p, len) == 0)
 		return (len >= HTTPREQ_MAX ? HTTPREQ_BAD : HTTPREQ_MORE);
 	if (end > HTTPREQ_MAX)
 		return (HTTPREQ_BAD);

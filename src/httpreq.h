@@ -25,7 +25,8 @@ enum httpreq_result {
  * that ends the headers has arrived (HTTPREQ_BAD once ${len} reaches HTTPREQ_MAX
  * without it), then the verdict on the request line "METHOD SP TARGET SP HTTP/1.x"
  * and the header lines ("name: value"). A query string after the path is ignored.
- * Lines end in CRLF or a bare LF. A NUL or another control byte anywhere is BAD.
+ * Lines end in CRLF or a bare LF. A NUL or another control byte in the head is BAD,
+ * even before the head has ended; once a verdict is not MORE, more bytes never change it.
  */
 enum httpreq_result httpreq_parse(const char *p, size_t len);
 
