@@ -28,6 +28,8 @@
 #define METRICS_TIMEOUT	5.
 /* Connections served at once; more are closed at accept. */
 #define METRICS_CLIENTS	16
+/* Seconds accepting pauses when accept() fails for want of descriptors or memory. */
+#define METRICS_BACKOFF	1.
 
 struct client {
 	int		 fd;
@@ -46,6 +48,7 @@ static struct config *mcfg;
 static struct listen_addr bound;
 static int lfd = -1;
 static ev_io accept_io;
+static ev_timer backoff;
 static struct client *clients;
 static int nclients;
 
@@ -162,18 +165,42 @@ on_client_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void
+on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	if (lfd >= 0)
+		ev_io_start(loop, &accept_io);
+}
+
+static void
 on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
+	socklen_t sl;
 	struct client *c;
 	int fd;
 
 	(void)w;
 	(void)revents;
-	while ((fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
-	    SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+	for (;;) {
 		sl = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
+			continue;
+		if (fd < 0) {
+			/*
+			 * Out of descriptors or memory, the pending connection stays readable:
+			 * retrying at once would spin the loop that supervises the workers.
+			 */
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				ev_io_stop(loop, &accept_io);
+				ev_timer_stop(loop, &backoff);
+				ev_timer_init(&backoff, on_backoff, METRICS_BACKOFF, 0.);
+				ev_timer_start(loop, &backoff);
+			}
+			return;
+		}
 		if (nclients >= METRICS_CLIENTS || (c = calloc(1, sizeof(*c))) == NULL) {
 			close(fd);
 			continue;
@@ -210,6 +237,7 @@ serve(int fd, const struct listen_addr *a)
 {
 	if (lfd >= 0) {
 		ev_io_stop(mloop, &accept_io);
+		ev_timer_stop(mloop, &backoff);
 		close(lfd);
 	}
 	lfd = fd;

@@ -14,13 +14,13 @@ const char *const mlabels_refuse[MLABELS_NREFUSE] = {
 const char *const mlabels_stage[MLABELS_NSTAGE] = {
 	"resolve", "connect", "tls", "greeting", "ehlo", "starttls", "ehlo-tls", "token",
 	"auth", "auth-plain", "auth-login", "auth-user", "auth-pass", "auth-xoauth2",
-	"auth-oauthbearer", "other",
+	"auth-oauthbearer", "auth-token-error", "other",
 };
 
 const char *const mlabels_reason[MLABELS_NREASON] = {
 	"resolve", "connect", "socket", "timeout", "closed", "io", "tls", "handshake",
 	"verify", "response-injection", "greeting", "ehlo", "no-starttls", "starttls-refused",
-	"protocol", "auth", "token", "max_connections", "buffer", "pin", "other",
+	"protocol", "auth", "token", "oauth2", "max_connections", "buffer", "pin", "other",
 };
 
 const char *const mlabels_result[MLABELS_NRESULT] = {

@@ -15,11 +15,11 @@
 extern const char *const mlabels_refuse[MLABELS_NREFUSE];
 
 /* upstream.fail stage: the upstream states and the login steps. */
-#define MLABELS_NSTAGE		16
+#define MLABELS_NSTAGE		17
 extern const char *const mlabels_stage[MLABELS_NSTAGE];
 
 /* upstream.fail reason. */
-#define MLABELS_NREASON		21
+#define MLABELS_NREASON		22
 extern const char *const mlabels_reason[MLABELS_NREASON];
 
 /* message result. */

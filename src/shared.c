@@ -1,7 +1,7 @@
 /*
  * The memory shared by the main process and every worker (see shared.h): limits
- * counted over all workers, the login back-off, heartbeats, STATUS figures and the
- * newest upstream TLS session. Atomics for counters, a bounded spin lock for the rest.
+ * counted over all workers, the login back-off, heartbeats, STATUS figures, metrics and
+ * the newest upstream TLS session. Atomics for counters, a bounded spin lock for the rest.
  */
 #include <sys/mman.h>
 #include <sys/socket.h>

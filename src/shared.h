@@ -5,8 +5,8 @@
  * The memory shared by the main process and every worker: one anonymous mapping made
  * before the workers are forked. It owns the limits counted over all workers
  * (sessions, upstream sessions, sessions per client address), the login back-off,
- * the worker heartbeats, the figures of the systemd STATUS= line, and the newest
- * upstream TLS session so that any worker can resume it. Its layout is private to
+ * the worker heartbeats, the figures of the systemd STATUS= line, the counters of the
+ * metrics endpoint, and the newest upstream TLS session so that any worker can resume it. Its layout is private to
  * shared.c; everything goes through these functions.
  */
 

@@ -320,6 +320,43 @@ def test_metrics_http_edge_allow_404_405_400_size_and_slow_clients(relay, proxy)
     assert px.alive()
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_metrics_out_of_descriptors_pauses_accepting_instead_of_spinning(relay, proxy):
+    up, _ = relay
+    mport = free_port()
+    px = proxy(up, metrics=metrics_keys(mport))
+    assert curl(mport)[0] == 200
+    pid = px.pid
+    nfds = len(os.listdir("/proc/%d/fd" % pid))
+    soft = subprocess.run(["prlimit", "--pid", str(pid), "--nofile", "-o", "SOFT",
+                           "--noheadings"], capture_output=True, text=True, check=True,
+                          timeout=10).stdout.strip()
+    subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:" % nfds], check=True,
+                   timeout=10)
+    try:
+        # The connection waits in the backlog; accept() fails with EMFILE.
+        waiting = socket.create_connection(("127.0.0.1", mport), timeout=10)
+        time.sleep(0.5)
+        before = cpu_seconds(pid)
+        time.sleep(2)
+        spent = cpu_seconds(pid) - before
+        assert spent < 0.5, "the main process spun for %.2f s of CPU" % spent
+    finally:
+        subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%s:" % soft], check=True,
+                       timeout=10)
+    # With descriptors back, the waiting connection and new ones are served.
+    waiting.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+    waiting.settimeout(15)
+    assert waiting.recv(100).startswith(b"HTTP/1.0 200 OK")
+    waiting.close()
+    assert curl(mport)[0] == 200
+
+
 # ---- survival -------------------------------------------------------------------------------
 
 def test_metrics_survive_reload_and_a_killed_worker_and_follow_a_new_address(relay, proxy):
@@ -383,3 +420,27 @@ def test_alert_rules_example_is_valid():
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "SUCCESS" in p.stdout
+
+
+def test_metrics_label_tables_know_every_stage_and_reason_the_code_logs():
+    """upstream.fail's stage and reason become labels through fixed tables (src/mlabels.c);
+    a value missing there would be counted as "other" and hide what failed."""
+    def read(name):
+        with open(os.path.join(REPO, "src", name)) as f:
+            return f.read()
+
+    def table(name):
+        body = re.search(r"mlabels_%s\[[A-Z_]+\] = \{(.*?)\};" % name, read("mlabels.c"),
+                         re.S).group(1)
+        return set(re.findall(r'"([^"]+)"', body))
+
+    up, login = read("upstream.c"), read("login.c")
+    states = re.search(r"state_names\[\] = \{(.*?)\};", up, re.S).group(1)
+    stages = set(re.findall(r'= "([^"]+)"', states))
+    stages |= set(re.findall(r'= "(auth-[^"]+)"', login)) | {"auth-oauthbearer"}
+    reasons = set(re.findall(r'up_fail(?:_more)?\(u,\s*"[^"]*",\s*"[^"]*",\s*"([^"]+)"', up))
+    assert len(stages) >= 14 and len(reasons) >= 15, (stages, reasons)
+    assert stages <= table("stage"), stages - table("stage")
+    assert reasons <= table("reason"), reasons - table("reason")
+    refused = set(re.findall(r'deny\(ls, L_[A-Z]+, fd, client, "([^"]+)"', read("listener.c")))
+    assert refused and refused <= table("refuse"), refused - table("refuse")
