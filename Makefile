@@ -46,7 +46,9 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 #   clang: libclang-rt-dev (the libFuzzer and sanitizer runtimes);
 #   prlimit, unshare, mount: util-linux, mount; man: man-db, groff-base;
 #   systemd-analyze: systemd; postfix, saslpasswd2 and SASL PLAIN/LOGIN: postfix,
-#   sasl2-bin, libsasl2-modules.
+#   sasl2-bin, libsasl2-modules; scraping the metrics endpoint: curl; promtool (checks
+#   the exposition format and conf/alerts.example.yml): prometheus, Debian's only package
+#   of it (about 95 MB installed, the server comes along; its service is not needed).
 # OAuth2: libcurl (HTTPS to the token endpoint, its multi interface on our libev loop) and
 # jansson (the endpoint's JSON): Debian's, kept, and made for exactly this.
 DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev \
@@ -54,7 +56,7 @@ DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev \
 DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-cryptography \
               swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
               postfix sasl2-bin libsasl2-modules clang libclang-rt-dev valgrind \
-              iproute2 util-linux mount systemd groff-base man-db strace
+              iproute2 util-linux mount systemd groff-base man-db strace curl prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps test check unit integration adversarial service e2e valgrind demo clean fresh-check

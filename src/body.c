@@ -177,7 +177,7 @@ log_message(struct session *s, const struct txn *t, const char *reply, size_t le
 	log_strn(&l, "reply", reply, len);
 	log_str(&l, "result", result);
 	log_end(&l);
-	shared_message(strcmp(result, "ok") == 0);
+	shared_m_message(result);
 }
 
 void

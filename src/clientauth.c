@@ -31,6 +31,7 @@
 #include "log.h"
 #include "sasl.h"
 #include "session_int.h"
+#include "shared.h"
 #include "users.h"
 
 /* Seconds before a refusal is answered: what slows a guesser down. */
@@ -62,6 +63,7 @@ log_auth(struct session *s, enum sasl_mech mech, const char *result, long ms)
 {
 	struct logline l;
 
+	shared_m_auth(SHARED_AUTH_DEVICE, s->authed);
 	log_begin(&l, s->authed ? L_INFO : L_WARN, s->sid, "client.auth");
 	log_str(&l, "client", s->client);
 	if (s->ca->user[0] != '\0')

@@ -33,6 +33,7 @@ struct lsock {
 	int		 fd;
 	char		 name[80];	/* as logged: the address bound */
 	struct listen_addr spec;	/* as configured; empty for systemd's sockets */
+	int		 midx;		/* its slot in the metrics (by name) */
 	int		 inherited;
 	struct listeners *owner;
 	struct lsock	*next;
@@ -103,6 +104,7 @@ deny(struct listeners *ls, enum log_level level, int fd, const char *client, con
 	log_str(&l, "client", client);
 	log_str(&l, "reason", reason);
 	log_end(&l);
+	shared_m_refused(reason);
 	snprintf(reply, sizeof(reply), "%s %s %s\r\n", code, ls->cfg->hostname, text);
 	refuse(fd, reply);
 }
@@ -218,7 +220,9 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			shared_client_leave((struct sockaddr *)&ss);
 			shared_session_leave();
 			log_simple(L_ERROR, "session.start", "out of memory");
+			continue;
 		}
+		shared_m_session(li->midx);
 	}
 }
 
@@ -241,6 +245,7 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec, int inhe
 		parse_addr_str((struct sockaddr *)&ss, li->name, sizeof(li->name));
 	else
 		snprintf(li->name, sizeof(li->name), "fd%d", fd);
+	li->midx = shared_listener_index(li->name);
 	ev_io_init(&li->io, on_accept, fd, EV_READ);
 	li->io.data = li;
 	li->next = ls->list;
@@ -254,8 +259,8 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec, int inhe
 }
 
 /* Bind one configured address; the socket, or -1 after logging why. */
-static int
-bind_addr(const struct listen_addr *a)
+int
+listeners_bind_addr(const struct listen_addr *a)
 {
 	struct addrinfo hints, *res = NULL;
 	char port[8], why[300];
@@ -390,7 +395,7 @@ listeners_bind(struct config *cfg)
 	for (i = 0; i < cfg->nlisten && own; i++) {
 		if (find(ls, &cfg->listen[i]) != NULL)
 			continue;
-		if ((fd = bind_addr(&cfg->listen[i])) < 0 ||
+		if ((fd = listeners_bind_addr(&cfg->listen[i])) < 0 ||
 		    lsock_add(ls, fd, &cfg->listen[i], 0) == NULL) {
 			if (fd >= 0)
 				close(fd);
@@ -411,7 +416,7 @@ listeners_update(struct listeners *ls, struct config *cfg)
 	for (i = 0; i < cfg->nlisten && own; i++) {
 		if (find(ls, &cfg->listen[i]) != NULL)
 			continue;
-		if ((fd = bind_addr(&cfg->listen[i])) < 0 ||
+		if ((fd = listeners_bind_addr(&cfg->listen[i])) < 0 ||
 		    (added[nadded] = lsock_add(ls, fd, &cfg->listen[i], 0)) == NULL) {
 			/* Roll back: the reload is refused as a whole. */
 			if (fd >= 0)

@@ -4,6 +4,7 @@
 #include <ev.h>
 
 struct config;
+struct listen_addr;
 struct listeners;
 
 /*
@@ -19,6 +20,13 @@ struct listeners;
  * real port. NULL after logging why if an address cannot be bound.
  */
 struct listeners *listeners_bind(struct config *cfg);
+
+/**
+ * listeners_bind_addr(a):
+ * A non-blocking listening TCP socket bound to ${a}, or -1 after a proxy.listen error
+ * line (also used for the metrics endpoint).
+ */
+int listeners_bind_addr(const struct listen_addr *a);
 
 /**
  * listeners_update(ls, cfg):

@@ -374,6 +374,7 @@ login_report(const struct login *lg, const struct upstream_conf *up, const char 
 	size_t n = len >= 2 ? len - 2 : len, cl;
 	struct logline l;
 
+	shared_m_auth(SHARED_AUTH_PROXY, ok);
 	log_begin(&l, ok ? L_INFO : L_WARN, sid, ok ? "auth.ok" : "auth.fail");
 	log_str(&l, "upstream", up->name);
 	log_str(&l, "host", up->host);

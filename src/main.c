@@ -28,6 +28,7 @@
 #include "conftable.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "oauth2.h"
 #include "oauth2login.h"
@@ -203,6 +204,7 @@ worker_main(int slot)
 	/* Tokens are the main process's business; sig_usr2 stays, it now wakes sessions. */
 	oauth2_forget(loop);
 	config_wipe_oauth2(cfg);
+	metrics_forget(loop);
 	signal(SIGHUP, SIG_IGN);	/* reloads are the main process's business */
 	ev_signal_init(&w_term, w_stop, SIGTERM);
 	ev_signal_init(&w_int, w_stop, SIGINT);
@@ -397,6 +399,7 @@ spawn_generation(void)
 	int i, n = nworkers(cfg), made = 0;
 
 	generation++;
+	shared_m_generation(generation);
 	for (i = 0; i < MAX_WORKERS && made < n; i++) {
 		if (workers[i].pid == 0) {
 			spawn(i);
@@ -506,15 +509,21 @@ on_reload(struct ev_loop *l, ev_signal *w, int revents)
 			else
 				log_simple(L_ERROR, "config.reload-refused", line);
 		}
+		shared_m_reload(0);
 	} else if (listeners_update(listeners, n) != 0) {
 		log_simple(L_ERROR, "config.reload-refused", "a new listen address cannot be bound");
 		config_unref(n);
+		shared_m_reload(0);
 	} else {
 		log_init(n->log_level, n->log_format);
 		log_warnings(n->warnings);
 		config_unref(cfg);
 		cfg = n;
 		oauth2_configure(loop, cfg, wake_workers);
+		if (metrics_reload(cfg) != 0)
+			log_simple(L_WARN, "metrics.listen", "new [metrics] listen address not "
+			    "bound; still serving on the old one");
+		shared_m_reload(1);
 		/* The new generation accepts at once; the old one stops accepting and drains. */
 		spawn_generation();
 		signal_generation(old, SIGTERM);
@@ -643,7 +652,7 @@ main(int argc, char **argv)
 	}
 	loop = EV_DEFAULT;
 	main_pid = getpid();
-	if ((listeners = listeners_bind(cfg)) == NULL)
+	if ((listeners = listeners_bind(cfg)) == NULL || metrics_start(loop, cfg) != 0)
 		return (1);
 	start_signals();
 	log_start();
@@ -659,6 +668,7 @@ main(int argc, char **argv)
 	log_num(&l, "sessions", shared_sessions());
 	log_end(&l);
 	oauth2_shutdown();
+	metrics_stop();
 	listeners_free(listeners);
 	config_unref(cfg);
 	ev_loop_destroy(loop);

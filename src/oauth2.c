@@ -71,6 +71,7 @@ fail(struct source *s, const char *why)
 	if (s->backoff > RETRY_MAX)
 		s->backoff = RETRY_MAX;
 	shared_token_fail(s->up->slot, s->fp, why);
+	shared_m_oauth2(s->up->slot, 0);
 	log_begin(&l, L_ERROR, NULL, "oauth2.fail");
 	log_str(&l, "upstream", s->up->name);
 	log_str(&l, "flow", flow_name(s));
@@ -120,6 +121,7 @@ got(struct source *s, const struct token_resp *t, long lifetime)
 		rotated = rotate(s, t->refresh_token);
 	shared_token_put(s->up->slot, s->fp, t->access_token, now + lifetime * 1000LL,
 	    (long long)time(NULL) + lifetime);
+	shared_m_oauth2(s->up->slot, 1);
 	log_begin(&l, L_INFO, NULL, "oauth2.token");
 	log_str(&l, "upstream", s->up->name);
 	log_str(&l, "flow", flow_name(s));

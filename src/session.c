@@ -182,6 +182,7 @@ session_end(struct session *s, const char *reason)
 	log_num(&l, "up_out", (long long)s->up_out);
 	log_str(&l, "reason", s->end_reason);
 	log_end(&l);
+	shared_m_bytes(s->cl_in, s->cl_out);
 }
 
 void

@@ -1,7 +1,7 @@
 /*
  * The memory shared by the main process and every worker (see shared.h): limits
- * counted over all workers, the login back-off, heartbeats, STATUS figures and the
- * newest upstream TLS session. Atomics for counters, a bounded spin lock for the rest.
+ * counted over all workers, the login back-off, heartbeats, STATUS figures, metrics and
+ * the newest upstream TLS session. Atomics for counters, a bounded spin lock for the rest.
  */
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "shared.h"
+#include "mlabels.h"
 
 /* The newest upstream TLS session, serialised, so every worker can resume it. */
 struct tls_share {
@@ -50,6 +51,13 @@ struct token_slot {
 	char		 token[SHARED_TOKEN_MAX + 1];
 };
 
+/* Names seen at run time (listener addresses, cipher suites), each given a slot once. */
+struct name_table {
+	int		 lock;
+	int		 n;
+	char		 names[SHARED_CIPHERS][SHARED_NAME_MAX];
+};
+
 struct shared {
 	long	 sessions;	/* running now, all workers */
 	long	 upstreams[SHARED_TOKENS];	/* upstream sessions held now, per upstream */
@@ -64,6 +72,9 @@ struct shared {
 	struct auth_backoff auth[SHARED_TOKENS];	/* per upstream slot */
 	struct auth_backoff down[SHARED_TOKENS];	/* failed upstreams skipped until */
 	struct token_slot tokens[SHARED_TOKENS];
+	struct shared_metrics m;
+	struct name_table listeners;	/* SHARED_LISTENERS of them used */
+	struct name_table ciphers;
 };
 
 static struct shared local;
@@ -135,10 +146,11 @@ shared_upstream_count(int slot)
 	return (__atomic_load_n(&st->upstreams[slot], __ATOMIC_RELAXED));
 }
 
-void
-shared_message(int ok)
+/* Metrics are counted relaxed: each value is exact, their mix is a snapshot. */
+static void
+add(long *p, long n)
 {
-	__atomic_add_fetch(ok ? &st->messages_ok : &st->messages_failed, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(p, n, __ATOMIC_RELAXED);
 }
 
 /* Probes per lookup: keeps the worst case short; a full run lets the client in. */
@@ -550,4 +562,177 @@ shared_upstream_up(int slot)
 	if (a->generation == generation)
 		a->until_ms = 0;
 	shared_unlock(&a->lock);
+}
+
+/* The slot of ${name} in ${t} (of ${max}), added if new; ${max} when full, busy or empty. */
+static int
+name_index(struct name_table *t, int max, const char *name)
+{
+	int i, n;
+
+	if (name == NULL || name[0] == '\0')
+		return (max);
+	/* Names are only ever added: a published one can be compared without the lock. */
+	n = __atomic_load_n(&t->n, __ATOMIC_ACQUIRE);
+	for (i = 0; i < n; i++)
+		if (strncmp(t->names[i], name, SHARED_NAME_MAX - 1) == 0)
+			return (i);
+	if (shared_lock(&t->lock) != 0)
+		return (max);
+	for (i = 0; i < t->n; i++)
+		if (strncmp(t->names[i], name, SHARED_NAME_MAX - 1) == 0)
+			break;
+	if (i == t->n && i < max) {
+		snprintf(t->names[i], SHARED_NAME_MAX, "%s", name);
+		__atomic_store_n(&t->n, i + 1, __ATOMIC_RELEASE);
+	}
+	shared_unlock(&t->lock);
+	return (i < max ? i : max);
+}
+
+/* Copy the names of ${t} into ${out} (${max} rows); "" for unused rows. */
+static void
+name_copy(struct name_table *t, int max, char (*out)[SHARED_NAME_MAX])
+{
+	int i, n = __atomic_load_n(&t->n, __ATOMIC_ACQUIRE);
+
+	for (i = 0; i < max; i++) {
+		if (i < n)
+			memcpy(out[i], t->names[i], SHARED_NAME_MAX);
+		else
+			out[i][0] = '\0';
+		out[i][SHARED_NAME_MAX - 1] = '\0';
+	}
+}
+
+int
+shared_listener_index(const char *name)
+{
+	return (name_index(&st->listeners, SHARED_LISTENERS, name));
+}
+
+static int
+in_slot(int slot)
+{
+	return (slot >= 0 && slot < SHARED_TOKENS);
+}
+
+void
+shared_m_session(int lidx)
+{
+	if (lidx < 0 || lidx > SHARED_LISTENERS)
+		lidx = SHARED_LISTENERS;
+	add(&st->m.listener_sessions[lidx], 1);
+}
+
+void
+shared_m_refused(const char *reason)
+{
+	add(&st->m.refused[mlabels_index(mlabels_refuse, MLABELS_NREFUSE, reason)], 1);
+}
+
+void
+shared_m_message(const char *result)
+{
+	size_t i = mlabels_index(mlabels_result, MLABELS_NRESULT, result);
+
+	add(&st->m.messages[i], 1);
+	add(i == 0 ? &st->messages_ok : &st->messages_failed, 1);
+}
+
+void
+shared_m_bytes(unsigned long long in, unsigned long long out)
+{
+	add(&st->m.bytes_in, (long)in);
+	add(&st->m.bytes_out, (long)out);
+}
+
+void
+shared_m_auth(enum shared_auth who, int ok)
+{
+	add(&st->m.auth[who][ok ? 0 : 1], 1);
+}
+
+void
+shared_m_oauth2(int slot, int ok)
+{
+	if (in_slot(slot))
+		add(&st->m.oauth2[slot][ok ? 0 : 1], 1);
+}
+
+void
+shared_m_reload(int ok)
+{
+	add(&st->m.reloads[ok ? 0 : 1], 1);
+}
+
+void
+shared_m_generation(long gen)
+{
+	__atomic_store_n(&st->m.generation, gen, __ATOMIC_RELAXED);
+}
+
+void
+shared_m_up_attempt(int slot)
+{
+	if (in_slot(slot))
+		add(&st->m.up_attempts[slot], 1);
+}
+
+void
+shared_m_up_fail(int slot, const char *stage, const char *reason)
+{
+	if (in_slot(slot))
+		add(&st->m.up_fail[slot][mlabels_index(mlabels_stage, MLABELS_NSTAGE, stage)]
+		    [mlabels_index(mlabels_reason, MLABELS_NREASON, reason)], 1);
+}
+
+void
+shared_m_verify_fail(long code)
+{
+	add(&st->m.verify_fail[code >= 0 && code < SHARED_VERIFY_CODES ? code :
+	    SHARED_VERIFY_CODES], 1);
+}
+
+void
+shared_m_tls(enum shared_side side, int slot, const char *version, const char *cipher,
+    long ms, long not_after)
+{
+	size_t b;
+
+	add(&st->m.tls[side][mlabels_index(mlabels_version, MLABELS_NVERSION, version)]
+	    [name_index(&st->ciphers, SHARED_CIPHERS, cipher)], 1);
+	for (b = 0; b < MLABELS_NBUCKET && ms > mlabels_bucket_ms[b]; b++)
+		;
+	/* Past the last bound: only +Inf, which is the count. */
+	if (b < MLABELS_NBUCKET)
+		add(&st->m.tls_bucket[side][b], 1);
+	add(&st->m.tls_count[side], 1);
+	add(&st->m.tls_ms[side], ms);
+	if (side == SHARED_SIDE_UPSTREAM && in_slot(slot) && not_after > 0)
+		__atomic_store_n(&st->m.cert_not_after[slot], not_after, __ATOMIC_RELAXED);
+}
+
+void
+shared_snapshot(struct shared_snapshot *out)
+{
+	const long *src = (const long *)(const void *)&st->m;
+	long *dst = (long *)(void *)&out->m;
+	size_t i;
+	int t;
+
+	_Static_assert(sizeof(struct shared_metrics) % sizeof(long) == 0,
+	    "the metrics block is an array of longs");
+	for (i = 0; i < sizeof(struct shared_metrics) / sizeof(long); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	shared_counts(&out->c);
+	name_copy(&st->listeners, SHARED_LISTENERS, out->listeners);
+	name_copy(&st->ciphers, SHARED_CIPHERS, out->ciphers);
+	for (t = 0; t < SHARED_TOKENS; t++) {
+		out->token_expiry[t] = 0;
+		if (shared_lock(&st->tokens[t].lock) != 0)
+			continue;
+		out->token_expiry[t] = (long)st->tokens[t].info.expires_unix;
+		shared_unlock(&st->tokens[t].lock);
+	}
 }

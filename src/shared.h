@@ -5,8 +5,8 @@
  * The memory shared by the main process and every worker: one anonymous mapping made
  * before the workers are forked. It owns the limits counted over all workers
  * (sessions, upstream sessions, sessions per client address), the login back-off,
- * the worker heartbeats, the figures of the systemd STATUS= line, and the newest
- * upstream TLS session so that any worker can resume it. Its layout is private to
+ * the worker heartbeats, the figures of the systemd STATUS= line, the counters of the
+ * metrics endpoint, and the newest upstream TLS session so that any worker can resume it. Its layout is private to
  * shared.c; everything goes through these functions.
  */
 
@@ -53,12 +53,6 @@ long shared_upstream_count(int slot);
  */
 int shared_client_enter(const struct sockaddr *sa, long max);
 void shared_client_leave(const struct sockaddr *sa);
-
-/**
- * shared_message(ok):
- * Count one message outcome.
- */
-void shared_message(int ok);
 
 /* The figures of the STATUS= line and the stop log lines. */
 struct shared_counts {
@@ -211,5 +205,100 @@ int shared_token_requests(int slot, unsigned long long fp);
  * CLOCK_MONOTONIC in milliseconds, the clock of token expiry.
  */
 long long shared_now_ms(void);
+
+/*
+ * Metrics: counters over every worker and every generation, read by the main process
+ * for the Prometheus endpoint. They live in the mapping the main process made before
+ * the first fork, so a reload or a restarted worker keeps them. Labels index fixed
+ * tables (mlabels.h) or small tables of names kept here; nothing can grow unbounded.
+ */
+#include "mlabels.h"
+
+/* Listener addresses and TLS cipher names kept by name; beyond these, "other". */
+#define SHARED_LISTENERS	16
+#define SHARED_CIPHERS		32
+#define SHARED_NAME_MAX		64
+/* X509 verify error codes counted each; a higher one counts as "other". */
+#define SHARED_VERIFY_CODES	128
+
+enum shared_side { SHARED_SIDE_UPSTREAM, SHARED_SIDE_DEVICE, SHARED_NSIDES };
+enum shared_auth { SHARED_AUTH_PROXY, SHARED_AUTH_DEVICE, SHARED_NAUTHS };
+
+struct shared_metrics {
+	long	 listener_sessions[SHARED_LISTENERS + 1];
+	long	 refused[MLABELS_NREFUSE];
+	long	 up_attempts[SHARED_TOKENS];
+	long	 up_fail[SHARED_TOKENS][MLABELS_NSTAGE][MLABELS_NREASON];
+	long	 tls[SHARED_NSIDES][MLABELS_NVERSION][SHARED_CIPHERS + 1];
+	long	 tls_bucket[SHARED_NSIDES][MLABELS_NBUCKET];	/* not cumulative */
+	long	 tls_count[SHARED_NSIDES];
+	long	 tls_ms[SHARED_NSIDES];				/* sum */
+	long	 verify_fail[SHARED_VERIFY_CODES + 1];
+	long	 messages[MLABELS_NRESULT];
+	long	 bytes_in;		/* device to upstream */
+	long	 bytes_out;		/* upstream to device */
+	long	 auth[SHARED_NAUTHS][2];	/* [who][0 = ok, 1 = fail] */
+	long	 oauth2[SHARED_TOKENS][2];	/* token requests [upstream][0 = ok, 1 = fail] */
+	long	 reloads[2];		/* [0 = ok, 1 = refused] */
+	long	 generation;
+	long	 cert_not_after[SHARED_TOKENS];	/* Unix time; 0 = none seen */
+};
+
+/* A consistent-enough copy of everything the endpoint shows. */
+struct shared_snapshot {
+	struct shared_metrics m;
+	struct shared_counts c;
+	char	 listeners[SHARED_LISTENERS][SHARED_NAME_MAX];	/* "" = unused */
+	char	 ciphers[SHARED_CIPHERS][SHARED_NAME_MAX];
+	long	 token_expiry[SHARED_TOKENS];	/* Unix time of the current token; 0 = none */
+};
+
+/**
+ * shared_snapshot(out):
+ * Copy every metric (each value atomically) into *${out}.
+ */
+void shared_snapshot(struct shared_snapshot *out);
+
+/**
+ * shared_listener_index(name):
+ * The slot of the listener bound to ${name} (its address), made on first use;
+ * SHARED_LISTENERS ("other") when the table is full or busy.
+ */
+int shared_listener_index(const char *name);
+
+/**
+ * shared_m_session(lidx), shared_m_refused(reason), shared_m_message(result),
+ * shared_m_bytes(in, out), shared_m_auth(who, ok), shared_m_oauth2(slot, ok),
+ * shared_m_reload(ok), shared_m_generation(gen):
+ * Count a session accepted on listener ${lidx}; a refusal for the session.deny
+ * ${reason}; a message with the log's ${result}; bytes from and to a device; a login
+ * (SHARED_AUTH_*); a token request of upstream ${slot}; a reload; the config generation.
+ */
+void shared_m_session(int lidx);
+void shared_m_refused(const char *reason);
+void shared_m_message(const char *result);
+void shared_m_bytes(unsigned long long in, unsigned long long out);
+void shared_m_auth(enum shared_auth who, int ok);
+void shared_m_oauth2(int slot, int ok);
+void shared_m_reload(int ok);
+void shared_m_generation(long gen);
+
+/**
+ * shared_m_up_attempt(slot), shared_m_up_fail(slot, stage, reason),
+ * shared_m_verify_fail(code):
+ * Count an attempt with upstream ${slot}; its failure at ${stage} for ${reason} (the
+ * upstream.fail strings); a certificate refused with X509 verify error ${code}.
+ */
+void shared_m_up_attempt(int slot);
+void shared_m_up_fail(int slot, const char *stage, const char *reason);
+void shared_m_verify_fail(long code);
+
+/**
+ * shared_m_tls(side, slot, version, cipher, ms, not_after):
+ * Count a finished handshake on ${side} with ${version} and ${cipher} that took ${ms};
+ * for the upstream side, keep ${not_after} (Unix time, 0 = unknown) of upstream ${slot}.
+ */
+void shared_m_tls(enum shared_side side, int slot, const char *version, const char *cipher,
+    long ms, long not_after);
 
 #endif

@@ -388,6 +388,18 @@ tlsctx_report(SSL *ssl, struct tls_report *r)
 	X509_free(cert);
 }
 
+/* The peer certificate's notAfter as Unix time; 0 when there is none. */
+static long
+not_after_unix(SSL *ssl)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	struct tm tm;
+
+	if (cert == NULL || ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1)
+		return (0);
+	return ((long)timegm(&tm));
+}
+
 void
 tlsctx_log_handshake(SSL *ssl, const struct tls_where *w)
 {
@@ -416,6 +428,8 @@ tlsctx_log_handshake(SSL *ssl, const struct tls_where *w)
 	log_str(&l, "fs", fs ? "yes" : "no");
 	log_num(&l, "ms", w->ms);
 	log_end(&l);
+	shared_m_tls(SHARED_SIDE_UPSTREAM, w->slot, r.version, r.cipher, (long)w->ms,
+	    not_after_unix(ssl));
 	if (!fs) {
 		log_begin(&l, L_WARN, w->sid, "tls.no-forward-secrecy");
 		log_str(&l, "upstream", w->upstream);

@@ -95,6 +95,7 @@ struct tls_where {
 	const char	*mode;		/* starttls | implicit */
 	const char	*sni;
 	int		 verify;	/* verification was on */
+	int		 slot;		/* the upstream's shared slot, for the metrics */
 	long long	 ms;		/* how long the handshake took */
 };
 

@@ -286,6 +286,8 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 		log_str(&l, "addr", u->addr);
 	log_str(&l, "stage", stage);
 	log_str(&l, "reason", reason);
+	shared_m_up_fail(u->up->slot, u->state == UP_AUTH ? login_stage(&u->login) :
+	    state_names[u->state], reason);
 	log_str(&l, "detail", detail);
 	if (cert != NULL) {
 		log_str(&l, "server_name", u->up->server_name);
@@ -386,6 +388,7 @@ log_handshake(struct upstream *u)
 	w.mode = config_tls_str(u->up->tls);
 	w.sni = u->up->server_name;
 	w.verify = u->up->verify;
+	w.slot = u->up->slot;
 	w.ms = (long long)((ev_now(u->loop) - u->tls_start) * 1000 + 0.5);
 	tlsctx_log_handshake(conn_ssl(u->c), &w);
 }
@@ -810,6 +813,7 @@ tls_failed(struct upstream *u)
 	if (vr != X509_V_OK && u->up->verify) {
 		/* What the certificate says, so the admin sees why without a debug run. */
 		tlsctx_report(ssl, &r);
+		shared_m_verify_fail(vr);
 		up_fail_more(u, "4.7.0", "upstream certificate not verified", "verify",
 		    X509_verify_cert_error_string(vr), NULL, &r);
 		return;
@@ -953,6 +957,7 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_timer_init(&u->timer, on_timeout, 0., 0.);
 	u->timer.data = u;
 	arm(u);
+	shared_m_up_attempt(u->up->slot);
 	if ((u->res = resolve_start(u->up->host, u->up->port, on_resolved, u)) == NULL)
 		up_fail(u, "4.3.0", "internal error", "resolve", "out of memory");
 	leave(u);

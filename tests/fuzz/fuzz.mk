@@ -20,6 +20,7 @@ FUZZ_RUNOPTS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 FUZZ_OPTS_reply  ?= -max_len=17000
 FUZZ_OPTS_config ?= -max_len=4096
 FUZZ_OPTS_hdrfrom ?= -max_len=4096
+FUZZ_OPTS_httpreq ?= -max_len=5000
 
 FUZZ_DIR     := build/fuzz
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
