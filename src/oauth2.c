@@ -416,6 +416,12 @@ oauth2_poll(void)
 		/* A refused token (the worker logged auth.retry) is replaced at once. */
 		if (asked & SHARED_TOKEN_REFUSED)
 			fetch(s);
+		/*
+		 * A session that found no token asked before this one came (a slow start): the
+		 * token it waits for is there now, another request would be one too many.
+		 */
+		else if (shared_token_valid(s->up->slot, s->fp))
+			continue;
 		else if (s->backoff == 0. || ev_now(loop) - s->ended >= WANT_SPACING)
 			fetch(s);
 	}

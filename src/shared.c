@@ -480,6 +480,19 @@ shared_token_get(int slot, unsigned long long fp, char *out, size_t size,
 	return (n);
 }
 
+int
+shared_token_valid(int slot, unsigned long long fp)
+{
+	struct token_slot *t;
+	int ok;
+
+	if ((t = token_lock(slot, fp, 0)) == NULL)
+		return (0);
+	ok = t->info.expires_ms > mono_ms();
+	shared_unlock(&t->lock);
+	return (ok);
+}
+
 void
 shared_token_ask(int slot, unsigned long long fp, int what, unsigned long gen)
 {

@@ -188,6 +188,12 @@ size_t shared_token_get(int slot, unsigned long long fp, char *out, size_t size,
     struct shared_token_info *info);
 
 /**
+ * shared_token_valid(slot, fp):
+ * 1 if the slot holds a token for ${fp} that has not expired (nor been refused), else 0.
+ */
+int shared_token_valid(int slot, unsigned long long fp);
+
+/**
  * shared_token_ask(slot, fp, what, gen):
  * A worker asks the main process for a token: SHARED_TOKEN_WANT, or SHARED_TOKEN_REFUSED
  * for the token of generation ${gen} (then it is no longer handed out, if still current).
