@@ -24,20 +24,6 @@ import tokenserver  # noqa: E402
 BODY = b"Subject: oauth2\r\n\r\nscan attached\r\n.\r\n"
 
 
-@pytest.fixture
-def tokens(certs):
-    """Factory: tokens(**kw) -> a started TokenServer with the test CA's 'good' cert."""
-    made = []
-
-    def make(**kw):
-        cf, kf = certs["good"]
-        ts = tokenserver.TokenServer(cf, kf, **kw).start()
-        made.append(ts)
-        return ts
-
-    yield make
-    for ts in made:
-        ts.stop()
 
 
 @pytest.fixture

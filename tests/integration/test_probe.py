@@ -15,7 +15,6 @@ from conftest import PASSWORD, PROXY_BIN, USER, free_port
 from proxylog import render_ini
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-import tokenserver  # noqa: E402
 
 MAIL_VERBS = {"MAIL", "RCPT", "DATA", "BDAT"}
 SECTIONS = ("upstream default:", "address", "greeting", "before TLS", "TLS", "verify",
@@ -23,19 +22,6 @@ SECTIONS = ("upstream default:", "address", "greeting", "before TLS", "TLS", "ve
             "after TLS", "AUTH", "QUIT", "times", "result")
 
 
-@pytest.fixture
-def tokens(certs):
-    made = []
-
-    def make(**kw):
-        cf, kf = certs["good"]
-        ts = tokenserver.TokenServer(cf, kf, **kw).start()
-        made.append(ts)
-        return ts
-
-    yield make
-    for ts in made:
-        ts.stop()
 
 
 @pytest.fixture

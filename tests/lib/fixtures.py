@@ -6,6 +6,7 @@ pytest picks up fixtures defined outside a conftest.
 import pytest
 
 import testca
+import tokenserver
 import upstream as upstream_mod
 
 
@@ -32,3 +33,20 @@ def upstream(certs):
         for i, c in enumerate(u.connections):   # shown by pytest only when the test failed
             print("upstream %s:%d conn %d tls=%s error=%s commands=%r" % (
                 u.mode, u.port, i, c.tls, c.error, [l[:80] for _, l in c.commands]))
+
+
+@pytest.fixture
+def tokens(certs):
+    """Factory: tokens(**kw) -> a started TokenServer (tests/lib/tokenserver.py) with the
+    test CA's 'good' certificate; stopped at teardown."""
+    made = []
+
+    def make(**kw):
+        cf, kf = certs["good"]
+        ts = tokenserver.TokenServer(cf, kf, **kw).start()
+        made.append(ts)
+        return ts
+
+    yield make
+    for ts in made:
+        ts.stop()
