@@ -33,6 +33,8 @@ struct lsock {
 	int		 fd;
 	char		 name[80];	/* as logged: the address bound */
 	struct listen_addr spec;	/* as configured; empty for systemd's sockets */
+	char		 lname[64];	/* its [listener NAME]; "" for [proxy] listen */
+	const struct listener_conf *lc;	/* that listener in the accepting config */
 	int		 midx;		/* its slot in the metrics (by name) */
 	int		 inherited;
 	struct listeners *owner;
@@ -83,30 +85,39 @@ pause_accepting(struct listeners *ls, int err)
 	log_end(&l);
 }
 
-/* Refuse before any upstream contact: one reply, then close. */
+/* Refuse before any upstream contact: one reply (none where TLS comes first), then close. */
 static void
 refuse(int fd, const char *reply)
 {
-	(void)send(fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (reply != NULL)
+		(void)send(fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL);
 	/* Half-close first so the reply is not lost to a reset. */
 	(void)shutdown(fd, SHUT_WR);
 	close(fd);
 }
 
+/*
+ * On an implicit-TLS listener the device expects a TLS handshake: a plaintext reply
+ * would only be garbage to it, and a handshake per refusal is what a flood wants. It
+ * gets a close; the log line says why.
+ */
 static void
-deny(struct listeners *ls, enum log_level level, int fd, const char *client, const char *reason,
+deny(struct lsock *li, enum log_level level, int fd, const char *client, const char *reason,
     const char *code, const char *text)
 {
 	char reply[400];
 	struct logline l;
+	int tls_first = li->lc != NULL && li->lc->tls == LTLS_IMPLICIT;
 
 	log_begin(&l, level, NULL, "session.deny");
 	log_str(&l, "client", client);
+	if (li->lname[0] != '\0')
+		log_str(&l, "listener", li->lname);
 	log_str(&l, "reason", reason);
 	log_end(&l);
 	shared_m_refused(reason);
-	snprintf(reply, sizeof(reply), "%s %s %s\r\n", code, ls->cfg->hostname, text);
-	refuse(fd, reply);
+	snprintf(reply, sizeof(reply), "%s %s %s\r\n", code, li->owner->cfg->hostname, text);
+	refuse(fd, tls_first ? NULL : reply);
 }
 
 /* 1 if every upstream the device could use holds its max_connections already. */
@@ -135,8 +146,9 @@ session_done(void *arg, const struct sockaddr *peer)
  * password only brings the account closer to the provider's lock-out.
  */
 static int
-auth_backoff(struct listeners *ls, const struct device_conf *dev, int fd, const char *client)
+auth_backoff(struct lsock *li, const struct device_conf *dev, int fd, const char *client)
 {
+	struct listeners *ls = li->owner;
 	const struct upstream_conf *up;
 	char text[200];
 	long left = 0, l;
@@ -152,7 +164,7 @@ auth_backoff(struct listeners *ls, const struct device_conf *dev, int fd, const 
 	}
 	snprintf(text, sizeof(text), "Upstream login refused, not retrying for %ld s", left);
 	/* info: auth.backoff said it once at warn; a line per device would drown it. */
-	deny(ls, L_INFO, fd, client, "auth_backoff", "421 4.7.0", text);
+	deny(li, L_INFO, fd, client, "auth_backoff", "421 4.7.0", text);
 	return (1);
 }
 
@@ -185,21 +197,21 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		parse_addr_str((struct sockaddr *)&ss, client, sizeof(client));
 		if (!cidr_match(ls->cfg->allow, ls->cfg->nallow, (struct sockaddr *)&ss)) {
-			deny(ls, L_WARN, fd, client, "allow", "554 5.7.1", "Access denied");
+			deny(li, L_WARN, fd, client, "allow", "554 5.7.1", "Access denied");
 			continue;
 		}
 		dev = route_device(ls->cfg, (struct sockaddr *)&ss);
-		if (auth_backoff(ls, dev, fd, client))
+		if (auth_backoff(li, dev, fd, client))
 			continue;
 		if (!shared_session_enter((long)ls->cfg->max_sessions)) {
-			deny(ls, L_WARN, fd, client, "max_sessions", "421 4.3.2",
+			deny(li, L_WARN, fd, client, "max_sessions", "421 4.3.2",
 			    "Too many connections, try again later");
 			continue;
 		}
 		if (!shared_client_enter((struct sockaddr *)&ss,
 		    (long)route_limits(ls->cfg, dev)->max_sessions_per_client)) {
 			shared_session_leave();
-			deny(ls, L_WARN, fd, client, "max_sessions_per_client", "421 4.7.0",
+			deny(li, L_WARN, fd, client, "max_sessions_per_client", "421 4.7.0",
 			    "Too many connections from your address, try again later");
 			continue;
 		}
@@ -211,12 +223,12 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		if (upstreams_full(ls->cfg, dev)) {
 			shared_client_leave((struct sockaddr *)&ss);
 			shared_session_leave();
-			deny(ls, L_WARN, fd, client, "upstream_busy", "421 4.3.2",
+			deny(li, L_WARN, fd, client, "upstream_busy", "421 4.3.2",
 			    "Too many upstream connections, try again later");
 			continue;
 		}
-		if (session_start(loop, ls->cfg, fd, (struct sockaddr *)&ss, session_done,
-		    ls) == NULL) {
+		if (session_start(loop, ls->cfg, li->lc, fd, (struct sockaddr *)&ss,
+		    session_done, ls) == NULL) {
 			shared_client_leave((struct sockaddr *)&ss);
 			shared_session_leave();
 			log_simple(L_ERROR, "session.start", "out of memory");
@@ -226,9 +238,27 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-static struct lsock *
-lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec, int inherited)
+/* The listener of configured address ${a}: NULL for [proxy] listen. */
+static const struct listener_conf *
+config_lc(const struct config *c, const struct listen_addr *a)
 {
+	return (a->lidx >= 0 && (size_t)a->lidx < c->nlsts ? c->lsts[a->lidx] : NULL);
+}
+
+/* Its [listener NAME]; "" for [proxy] listen. */
+static const char *
+lname_of(const struct config *c, const struct listen_addr *a)
+{
+	const struct listener_conf *lc = config_lc(c, a);
+
+	return (lc != NULL ? lc->name : "");
+}
+
+static struct lsock *
+lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec,
+    const struct listener_conf *lc, int inherited)
+{
+	const char *lname = lc != NULL ? lc->name : "";
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct lsock *li;
@@ -241,6 +271,7 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec, int inhe
 	li->owner = ls;
 	if (spec != NULL)
 		li->spec = *spec;
+	snprintf(li->lname, sizeof(li->lname), "%s", lname);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		parse_addr_str((struct sockaddr *)&ss, li->name, sizeof(li->name));
 	else
@@ -254,6 +285,12 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec, int inhe
 	log_str(&l, "addr", li->name);
 	if (inherited)
 		log_str(&l, "from", "systemd");
+	if (lname[0] != '\0')
+		log_str(&l, "listener", lname);
+	if (lc != NULL && lc->tls != LTLS_NONE) {
+		log_str(&l, "tls", config_ltls_str(lc->tls));
+		log_str(&l, "tls_profile", config_profile_str(lc->profile));
+	}
 	log_end(&l);
 	return (li);
 }
@@ -318,17 +355,32 @@ same_addr(int fd, const struct listen_addr *a)
 	return (strcmp(have, want) == 0);
 }
 
-static struct lsock *
-find(struct listeners *ls, const struct listen_addr *a)
+/*
+ * Is ${li} the socket for address ${a} of listener ${lname}? A fixed port is one socket
+ * whichever listener names it (a reload may move it); port 0 is a new port for each
+ * listener that asks for one.
+ */
+static int
+matches(const struct lsock *li, const struct listen_addr *a, const char *lname)
 {
+	if (li->inherited)
+		return (same_addr(li->fd, a));
+	return (strcmp(li->spec.host, a->host) == 0 && li->spec.port == a->port &&
+	    (a->port != 0 || strcmp(li->lname, lname) == 0));
+}
+
+/* The socket for ${cfg}'s address ${a}, now marked as its listener's; or NULL. */
+static struct lsock *
+find(struct listeners *ls, const struct config *cfg, const struct listen_addr *a)
+{
+	const char *lname = lname_of(cfg, a);
 	struct lsock *li;
 
 	for (li = ls->list; li != NULL; li = li->next) {
-		if (!li->inherited && strcmp(li->spec.host, a->host) == 0 &&
-		    li->spec.port == a->port)
-			return (li);
-		if (li->inherited && same_addr(li->fd, a))
-			return (li);
+		if (!matches(li, a, lname))
+			continue;
+		snprintf(li->lname, sizeof(li->lname), "%s", lname);
+		return (li);
 	}
 	return (NULL);
 }
@@ -371,7 +423,7 @@ inherit(struct listeners *ls)
 		(void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
 		fl = fcntl(fd, F_GETFL);
 		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-		(void)lsock_add(ls, fd, NULL, 1);
+		(void)lsock_add(ls, fd, NULL, NULL, 1);
 	}
 	/* Our children must not believe these were meant for them. */
 	unsetenv("LISTEN_PID");
@@ -393,10 +445,10 @@ listeners_bind(struct config *cfg)
 	/* Under socket activation the default addresses are not wanted as well. */
 	own = !has_inherited(ls) || cfg->listen_explicit;
 	for (i = 0; i < cfg->nlisten && own; i++) {
-		if (find(ls, &cfg->listen[i]) != NULL)
+		if (find(ls, cfg, &cfg->listen[i]) != NULL)
 			continue;
 		if ((fd = listeners_bind_addr(&cfg->listen[i])) < 0 ||
-		    lsock_add(ls, fd, &cfg->listen[i], 0) == NULL) {
+		    lsock_add(ls, fd, &cfg->listen[i], config_lc(cfg, &cfg->listen[i]), 0) == NULL) {
 			if (fd >= 0)
 				close(fd);
 			listeners_free(ls);
@@ -414,10 +466,11 @@ listeners_update(struct listeners *ls, struct config *cfg)
 	int fd, wanted, own = !has_inherited(ls) || cfg->listen_explicit;
 
 	for (i = 0; i < cfg->nlisten && own; i++) {
-		if (find(ls, &cfg->listen[i]) != NULL)
+		if (find(ls, cfg, &cfg->listen[i]) != NULL)
 			continue;
 		if ((fd = listeners_bind_addr(&cfg->listen[i])) < 0 ||
-		    (added[nadded] = lsock_add(ls, fd, &cfg->listen[i], 0)) == NULL) {
+		    (added[nadded] = lsock_add(ls, fd, &cfg->listen[i],
+		    config_lc(cfg, &cfg->listen[i]), 0)) == NULL) {
 			/* Roll back: the reload is refused as a whole. */
 			if (fd >= 0)
 				close(fd);
@@ -434,8 +487,7 @@ listeners_update(struct listeners *ls, struct config *cfg)
 	for (pp = &ls->list; (li = *pp) != NULL;) {
 		wanted = li->inherited;
 		for (i = 0; i < cfg->nlisten && !wanted && own; i++)
-			wanted = strcmp(li->spec.host, cfg->listen[i].host) == 0 &&
-			    li->spec.port == cfg->listen[i].port;
+			wanted = matches(li, &cfg->listen[i], lname_of(cfg, &cfg->listen[i]));
 		if (wanted) {
 			pp = &li->next;
 			continue;
@@ -459,8 +511,10 @@ listeners_start(struct listeners *ls, struct ev_loop *loop, struct config *cfg)
 	config_ref(cfg);
 	config_unref(ls->cfg);
 	ls->cfg = cfg;
-	for (li = ls->list; li != NULL; li = li->next)
+	for (li = ls->list; li != NULL; li = li->next) {
+		li->lc = li->lname[0] != '\0' ? config_listener(cfg, li->lname) : NULL;
 		ev_io_start(loop, &li->io);
+	}
 }
 
 void

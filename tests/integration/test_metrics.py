@@ -442,5 +442,5 @@ def test_metrics_label_tables_know_every_stage_and_reason_the_code_logs():
     assert len(stages) >= 14 and len(reasons) >= 15, (stages, reasons)
     assert stages <= table("stage"), stages - table("stage")
     assert reasons <= table("reason"), reasons - table("reason")
-    refused = set(re.findall(r'deny\(ls, L_[A-Z]+, fd, client, "([^"]+)"', read("listener.c")))
+    refused = set(re.findall(r'deny\(\w+, L_[A-Z]+, fd, client, "([^"]+)"', read("listener.c")))
     assert refused and refused <= table("refuse"), refused - table("refuse")
