@@ -83,6 +83,9 @@ struct upstream_conf {
 	unsigned long	 connect_timeout;	/* seconds: connect -> ready, whole preparation */
 	unsigned long	 max_connections;	/* upstream sessions held at once, all workers */
 	unsigned long	 auth_retry_after;	/* seconds of 421 after our login was refused */
+	unsigned long	 reuse;			/* prepared sessions kept per worker; 0: off */
+	unsigned long	 reuse_idle;		/* seconds one is kept unused */
+	unsigned long	 reuse_max_messages;	/* messages before one is closed; 0: no limit */
 	char		 tls_ciphers[1024];	/* TLS 1.2 cipher list; "" = our default */
 	struct tlsctx	*tlsctx;		/* TLS towards it, with its session cache */
 	/* An [intercept] rule's "original": host and port are each session's own. */

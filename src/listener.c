@@ -24,6 +24,7 @@
 #include "proxyproto.h"
 #include "route.h"
 #include "session.h"
+#include "upcache.h"
 #include "shared.h"
 
 /* Accepts per wake-up: enough to drain a burst, few enough to keep the loop fair. */
@@ -133,8 +134,10 @@ upstreams_full(const struct config *c, const struct device_conf *dev)
 	const struct upstream_conf *up;
 	size_t i;
 
+	/* A session this worker keeps for reuse holds a slot, and is as good as a free one. */
 	for (i = 0; (up = route_upstream(c, dev, i)) != NULL; i++)
-		if (shared_upstream_count(up->slot) < (long)up->max_connections)
+		if (shared_upstream_count(up->slot) < (long)up->max_connections ||
+		    upcache_idle(up) > 0)
 			return (0);
 	return (1);
 }

@@ -66,6 +66,7 @@
 #include "session_int.h"
 #include "shared.h"
 #include "tlsserver.h"
+#include "upcache.h"
 #include "upstream.h"
 
 #define CL_INCAP	(64 * 1024)
@@ -142,13 +143,51 @@ session_drop_upstream(struct session *s, int how)
 		return;
 	if (how == DROP_QUIT)
 		(void)conn_write(s->up, "QUIT\r\n", 6);	/* we do not wait for its 221 */
-	s->up_in += conn_bytes_in(s->up);
-	s->up_out += conn_bytes_out(s->up);
+	s->up_in += conn_bytes_in(s->up) - s->up_base_in;
+	s->up_out += conn_bytes_out(s->up) - s->up_base_out;
 	if (how == DROP_RESET)
 		conn_abort(s->up);
 	else
 		conn_free(s->up);
 	s->up = NULL;
+}
+
+int
+session_reusable(const struct session *s)
+{
+	return (s->up != NULL && s->upc->reuse > 0 && s->upc->username[0] != '\0' &&
+	    !s->upc->original && !s->up_doubt && !s->in_txn && s->qup == 0 &&
+	    s->state == S_CMD && !s->client_gone && !conn_failed(s->up) &&
+	    conn_in_len(s->up) == 0 && !conn_eof(s->up));
+}
+
+/*
+ * The device is done and the upstream session is clean: the reuse cache resets it
+ * (RSET) and keeps it, with its max_connections slot, for the next device of the
+ * same profile.
+ */
+static void
+give_back(struct session *s)
+{
+	struct logline l;
+
+	s->up_in += conn_bytes_in(s->up) - s->up_base_in;
+	s->up_out += conn_bytes_out(s->up) - s->up_base_out;
+	log_begin(&l, L_DEBUG, s->sid, "upstream.keep");
+	log_str(&l, "upstream", s->upc->name);
+	log_num(&l, "messages", s->up_msgs);
+	log_end(&l);
+	upcache_put(s->cfg, s->upc, s->dev, s->up, &s->caps, s->up_msgs);
+	s->up = NULL;
+	s->upc_counted = 0;	/* the slot went with it */
+}
+
+void
+session_quit(struct session *s)
+{
+	if (session_reusable(s))
+		give_back(s);
+	session_fail(s, NULL, NULL, "quit");
 }
 
 static void
@@ -346,6 +385,8 @@ client_eof(struct session *s)
 	}
 	if (s->up != NULL && (s->qup > 0 || relay_has_line(s)))
 		return;	/* replies or commands still to come; here again on each event */
+	if (session_reusable(s))
+		give_back(s);
 	session_fail(s, NULL, NULL, "client-closed");
 }
 
@@ -571,6 +612,7 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 
 	enter(s);
 	s->upc = upstream_conf_of(s->prep);
+	s->up_msgs = upstream_messages(s->prep);
 	s->prep = NULL;
 	if (up == NULL) {
 		fail_raw(s, last, "upstream-failed");
@@ -578,6 +620,8 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 		return;
 	}
 	s->up = up;
+	s->up_base_in = conn_bytes_in(up);
+	s->up_base_out = conn_bytes_out(up);
 	/* A ready upstream comes with its max_connections slot ("original" has none). */
 	s->upc_counted = !s->upc->original;
 	conn_set_cb(up, up_event, s);

@@ -39,6 +39,7 @@
 #include "smtp.h"
 #include "shared.h"
 #include "tlsctx.h"
+#include "upcache.h"
 #include "upreport.h"
 #include "upstream.h"
 
@@ -72,6 +73,8 @@ struct upstream {
 	unsigned	 failover:1;	/* this attempt ended, the next upstream is due */
 	unsigned	 counted:1;	/* holds one of u->up's max_connections */
 	unsigned	 handed:1;	/* the count went to the session with the connection */
+	unsigned	 reused:1;	/* u->c came from the reuse cache, ready */
+	unsigned	 msgs;		/* messages relayed on it before */
 	char		 sid[16];
 	char		 client[64];
 	enum up_state	 state;
@@ -227,6 +230,8 @@ begin_attempt(struct upstream *u)
 		freeaddrinfo(u->ai);
 	u->ai = u->cur = NULL;
 	u->tls_done = 0;
+	u->reused = 0;
+	u->msgs = 0;
 	memset(&u->caps, 0, sizeof(u->caps));
 	memset(&u->login, 0, sizeof(u->login));
 	u->token_gen = u->token_fails = 0;
@@ -235,9 +240,16 @@ begin_attempt(struct upstream *u)
 	u->ntried = u->nshown = 0;
 	u->dead = u->failover = 0;
 	up_enter(u, UP_RESOLVE);
-	/* A slot of its max_connections, or this upstream is busy: on to the next. */
-	u->counted = SHARED_SLOT(u) ?
-	    shared_upstream_enter(u->up->slot, (long)u->up->max_connections) : 1;
+	/* A kept session comes ready, with its slot of max_connections. */
+	if (SHARED_SLOT(u) && u->up->reuse > 0 &&
+	    (u->c = upcache_take(u->up, u->dev, &u->caps, &u->msgs)) != NULL) {
+		conn_set_cb(u->c, up_event, u);
+		u->reused = 1;
+		u->counted = 1;
+	} else
+		/* A slot of its max_connections, or this upstream is busy: on to the next. */
+		u->counted = SHARED_SLOT(u) ?
+		    shared_upstream_enter(u->up->slot, (long)u->up->max_connections) : 1;
 	/* Start from the loop, so the callback never runs inside upstream_start(). */
 	ev_timer_init(&u->timer, kick, 0., 0.);
 	u->timer.data = u;
@@ -996,6 +1008,19 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	enter(u);
+	if (u->reused) {
+		struct logline l;
+
+		log_begin(&l, L_INFO, u->sid, "upstream.reuse");
+		log_str(&l, "client", u->client);
+		log_str(&l, "device", route_name(u->dev));
+		log_str(&l, "upstream", u->up->name);
+		log_num(&l, "messages", u->msgs);
+		log_end(&l);
+		up_ready(u);
+		leave(u);
+		return;
+	}
 	if (!u->counted) {
 		up_fail(u, "4.3.2", "Too many upstream connections, try again later",
 		    "max_connections", "max_connections sessions held already");
@@ -1060,6 +1085,12 @@ const struct upstream_conf *
 upstream_conf_of(const struct upstream *u)
 {
 	return (u->up);
+}
+
+unsigned
+upstream_messages(const struct upstream *u)
+{
+	return (u->msgs);
 }
 
 void

@@ -60,6 +60,12 @@ void upstream_token_owner(pid_t pid);
 const struct upstream_conf *upstream_conf_of(const struct upstream *u);
 
 /**
+ * upstream_messages(u):
+ * In the callback: the messages relayed before on a session that was reused (0: new).
+ */
+unsigned upstream_messages(const struct upstream *u);
+
+/**
  * upstream_cancel(u):
  * Give up (the client left): close and free without calling back. NULL is a no-op.
  */
