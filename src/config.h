@@ -7,6 +7,7 @@
 #include "data.h"
 #include "log.h"
 #include "parse.h"
+#include "pin.h"
 
 #define CONFIG_DEFAULT_PATH	"/etc/smtp-tls-proxy/smtp-tls-proxy.ini"
 #define CONFIG_MAX_LISTEN	16
@@ -56,6 +57,9 @@ struct upstream_conf {
 	unsigned long	 max_connections;	/* upstream sessions held at once, all workers */
 	unsigned long	 auth_retry_after;	/* seconds of 421 after our login was refused */
 	char		 tls_ciphers[1024];	/* TLS 1.2 cipher list; "" = our default */
+	struct pinset	 pins;			/* SPKI pins; none = verification alone */
+	char		 client_cert_file[PATH_MAX];	/* "" = we present no certificate */
+	char		 client_key_file[PATH_MAX];
 	struct tlsctx	*tlsctx;		/* TLS towards it, with its session cache */
 
 	/* OAuth2: how the proxy gets the access token it logs in with. */
