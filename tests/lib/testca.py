@@ -78,7 +78,7 @@ def _cert(subject_cn, key, issuer_cert, issuer_key, *, ca=False, san=None,
          .public_key(key.public_key())
          .serial_number(x509.random_serial_number())
          .not_valid_before(not_before or now - DAY)
-         .not_valid_after(not_after or now + 30 * DAY)
+         .not_valid_after(not_after or now + 90 * DAY)
          .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False))
     if issuer_key is not None and issuer_cert is not None:
         b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
