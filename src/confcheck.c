@@ -62,27 +62,33 @@ read_password_file(struct loader *ld)
 	return (0);
 }
 
-/* Listen addresses are numeric and not v4-mapped: caught here, so -t says it with the line. */
-static void
-check_listen(struct loader *ld)
+void
+config_check_addrs(struct loader *ld, const struct listen_addr *list, size_t n, int line)
 {
 	static const unsigned char mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
-	struct config *c = ld->c;
-	int line = config_key_line(ld, "listen");
 	unsigned char a[16];
 	size_t i;
 
-	c->listen_explicit = line != 0;
-	for (i = 0; i < c->nlisten; i++) {
-		if (inet_pton(AF_INET, c->listen[i].host, a) == 1)
+	for (i = 0; i < n; i++) {
+		if (inet_pton(AF_INET, list[i].host, a) == 1)
 			continue;
-		if (inet_pton(AF_INET6, c->listen[i].host, a) != 1)
+		if (inet_pton(AF_INET6, list[i].host, a) != 1)
 			config_err(ld, line, "listen %s: not a numeric IPv4 or IPv6 address",
-			    c->listen[i].host);
+			    list[i].host);
 		else if (memcmp(a, mapped, 12) == 0)
 			config_err(ld, line, "listen [%s]: an IPv4-mapped address; write it as IPv4",
-			    c->listen[i].host);
+			    list[i].host);
 	}
+}
+
+static void
+check_listen(struct loader *ld)
+{
+	struct config *c = ld->c;
+	int line = config_key_line(ld, "listen");
+
+	c->listen_explicit = line != 0;
+	config_check_addrs(ld, c->listen, c->nlisten, line);
 }
 
 /* The upstream's names: its host (required), its TLS mode and SNI by default. */
@@ -264,6 +270,7 @@ config_check(struct loader *ld)
 	size_t i;
 
 	check_listen(ld);
+	config_check_listeners(ld);
 	check_hostname(ld);
 	/* Each upstream the same way: config_key_line() now answers for its section. */
 	for (i = 0; i < c->nups; i++) {

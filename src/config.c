@@ -23,6 +23,7 @@
 #include "config.h"
 #include "config_int.h"
 #include "tlsctx.h"
+#include "tlsserver.h"
 #include "users.h"
 
 /* Debian's libinih reads lines into 200 bytes, with room for our newline and NUL. */
@@ -33,6 +34,8 @@
 typedef const char *(*setter)(struct config *, char *obj, const char *);
 
 static const char *set_listen(struct config *, char *, const char *);
+static const char *set_listener_listen(struct config *, char *, const char *);
+static const char *set_proxy_from(struct config *, char *, const char *);
 static const char *set_hostname(struct config *, char *, const char *);
 static const char *set_allow(struct config *, char *, const char *);
 static const char *set_match(struct config *, char *, const char *);
@@ -76,6 +79,7 @@ struct key {
 #define C(f)		offsetof(struct config, f), sizeof(((struct config *)0)->f)
 #define U(f)		offsetof(struct upstream_conf, f), sizeof(((struct upstream_conf *)0)->f)
 #define D(f)		offsetof(struct device_conf, f), sizeof(((struct device_conf *)0)->f)
+#define L(f)		offsetof(struct listener_conf, f), sizeof(((struct listener_conf *)0)->f)
 #define UINT(sec, key, def, f, lo, hi, hint) \
 	{ sec, key, def, K_UINT, f, lo, hi, NULL, hint, NULL }
 #define UINT_OR(sec, key, def, f, lo, hi, names, hint) \
@@ -109,6 +113,17 @@ static const struct key_name flow_names[] = {
 };
 static const struct key_name client_auth_names[] = {
 	{ "no", CLIENT_AUTH_NO }, { "required", CLIENT_AUTH_REQUIRED }, { NULL, 0 }
+};
+static const struct key_name ltls_names[] = {
+	{ "none", LTLS_NONE }, { "starttls", LTLS_STARTTLS }, { "implicit", LTLS_IMPLICIT },
+	{ NULL, 0 }
+};
+static const struct key_name profile_names[] = {
+	{ "modern", TLS_PROFILE_MODERN }, { "intermediate", TLS_PROFILE_INTERMEDIATE },
+	{ "legacy", TLS_PROFILE_LEGACY }, { NULL, 0 }
+};
+static const struct key_name proxy_protocol_names[] = {
+	{ "no", 0 }, { "v1", 1 }, { "v2", 2 }, { NULL, 0 }
 };
 static const struct key_name level_names[] = {
 	{ "error", L_ERROR }, { "warn", L_WARN }, { "info", L_INFO }, { "debug", L_DEBUG },
@@ -191,6 +206,14 @@ static const struct key keys[] = {
 	UINT("device", "max_errors", "", D(lim.max_errors), 1, 10000, NULL),
 	UINT("device", "min_data_rate", "", D(lim.min_data_rate), 0, 100000000,
 	    "expected bytes per second (0: no minimum)"),
+	FUNC("listener", "listen", "", set_listener_listen),
+	ENUM("listener", "tls", "none", L(tls), ltls_names, NULL),
+	PATH("listener", "cert_file", "", L(cert_file)),
+	PATH("listener", "key_file", "", L(key_file)),
+	ENUM("listener", "tls_profile", "intermediate", L(profile), profile_names, NULL),
+	BOOL("listener", "require_tls", "no", L(require_tls)),
+	ENUM("listener", "proxy_protocol", "no", L(proxy_protocol), proxy_protocol_names, NULL),
+	FUNC("listener", "proxy_from", "", set_proxy_from),
 	FUNC("metrics", "listen", "", set_metrics_listen),
 	FUNC("metrics", "allow", "127.0.0.0/8, ::1/128", set_metrics_allow),
 	ENUM("log", "level", "info", C(log_level), level_names, NULL),
@@ -200,7 +223,8 @@ static const struct key keys[] = {
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= CONFIG_MAX_KEYS, "room for every key's line");
 
 /* Section kinds; [upstream] and [device] also come as [upstream NAME], [device NAME]. */
-static const char *sections[] = { "proxy", "upstream", "log", "limits", "device", "metrics" };
+static const char *sections[] = { "proxy", "upstream", "log", "limits", "device", "metrics",
+    "listener" };
 
 static void text_add(char *, size_t, size_t *, const char *, int, const char *, const char *,
     va_list) __attribute__((format(printf, 7, 0)));
@@ -262,26 +286,43 @@ copy(char *dst, size_t size, const char *v)
 	return (NULL);
 }
 
+/* A comma-separated list of addr:port into ${list}; NULL or why not. */
 static const char *
-set_listen(struct config *c, char *obj, const char *v)
+listen_list(const char *v, struct listen_addr *list, size_t *np)
 {
 	char item[128];
 	const char *s = v;
 	int r;
 
-	(void)obj;
-	c->nlisten = 0;
+	*np = 0;
 	while ((r = parse_list_next(&s, item, sizeof(item))) == 1) {
-		if (c->nlisten == CONFIG_MAX_LISTEN)
+		if (*np == CONFIG_MAX_LISTEN)
 			return ("too many listen addresses");
-		if (parse_hostport(item, c->listen[c->nlisten].host,
-		    sizeof(c->listen[0].host), &c->listen[c->nlisten].port) != 0)
+		if (parse_hostport(item, list[*np].host, sizeof(list[0].host),
+		    &list[*np].port) != 0)
 			return ("expected addr:port or [v6addr]:port");
-		c->nlisten++;
+		list[*np].lidx = -1;
+		(*np)++;
 	}
-	if (r < 0 || c->nlisten == 0)
+	if (r < 0 || *np == 0)
 		return ("expected a comma-separated list of addr:port");
 	return (NULL);
+}
+
+static const char *
+set_listen(struct config *c, char *obj, const char *v)
+{
+	(void)obj;
+	return (listen_list(v, c->listen, &c->nlisten));
+}
+
+static const char *
+set_listener_listen(struct config *c, char *obj, const char *v)
+{
+	struct listener_conf *lc = (struct listener_conf *)obj;
+
+	(void)c;
+	return (listen_list(v, lc->addrs, &lc->naddrs));
 }
 
 static const char *
@@ -370,6 +411,18 @@ set_metrics_allow(struct config *c, char *obj, const char *v)
 {
 	(void)obj;
 	return (cidr_list(v, c->metrics_allow, CONFIG_MAX_ALLOW, &c->nmetrics_allow));
+}
+
+static const char *
+set_proxy_from(struct config *c, char *obj, const char *v)
+{
+	struct listener_conf *lc = (struct listener_conf *)obj;
+
+	(void)c;
+	lc->nproxy_from = 0;
+	if (v[0] == '\0')
+		return (NULL);
+	return (cidr_list(v, lc->proxy_from, CONFIG_MAX_ALLOW, &lc->nproxy_from));
 }
 
 static const char *
@@ -579,6 +632,38 @@ valid_name(const char *n)
 	return (1);
 }
 
+/*
+ * A new [KIND NAME] object of ${size} bytes (its name the first field, as in every named
+ * section's struct), with the kind's defaults, when ${have} < ${max}; NULL after an
+ * error. The caller has looked for one of that name already.
+ */
+static char *
+new_named(struct loader *ld, const char *kind, const char *name, size_t have, size_t max,
+    size_t size)
+{
+	char *o;
+
+	if (!valid_name(name)) {
+		if (name[0] == '\0')
+			config_err(ld, ld->header_line, "[%s] needs a name: [%s NAME]", kind, kind);
+		else
+			config_err(ld, ld->header_line, "[%s %s]: a name is letters, digits, '-', "
+			    "'_' and '.', at most 63", kind, name);
+		return (NULL);
+	}
+	if (have == max) {
+		config_err(ld, ld->header_line, "more than %zu [%s NAME] sections", max, kind);
+		return (NULL);
+	}
+	if ((o = calloc(1, size)) == NULL) {
+		config_err(ld, ld->header_line, "out of memory");
+		return (NULL);
+	}
+	defaults(ld->c, kind, o);
+	snprintf(o, 64, "%s", name);
+	return (o);
+}
+
 /* [upstream NAME]: found, or made with the defaults; NULL after an error. */
 static struct upstream_conf *
 named_upstream(struct loader *ld, const char *name)
@@ -589,25 +674,17 @@ named_upstream(struct loader *ld, const char *name)
 
 	if (name[0] == '\0')
 		return (&c->up);
-	for (i = 0; i < c->nups; i++)
-		if (strcmp(c->ups[i]->name, name) == 0 && i > 0)
+	for (i = 1; i < c->nups; i++)
+		if (strcmp(c->ups[i]->name, name) == 0)
 			return (c->ups[i]);
-	if (!valid_name(name) || strcmp(name, "default") == 0) {
-		config_err(ld, ld->header_line, "[upstream %s]: %s", name,
-		    strcmp(name, "default") == 0 ? "\"default\" is the name of [upstream] itself" :
-		    "a name is letters, digits, '-', '_' and '.', at most 63");
+	if (strcmp(name, "default") == 0) {
+		config_err(ld, ld->header_line, "[upstream default]: \"default\" is the name of "
+		    "[upstream] itself");
 		return (NULL);
 	}
-	if (c->nups == CONFIG_MAX_UPSTREAMS) {
-		config_err(ld, ld->header_line, "more than %d upstreams", CONFIG_MAX_UPSTREAMS);
+	if ((up = (struct upstream_conf *)new_named(ld, "upstream", name, c->nups,
+	    CONFIG_MAX_UPSTREAMS, sizeof(*up))) == NULL)
 		return (NULL);
-	}
-	if ((up = calloc(1, sizeof(*up))) == NULL) {
-		config_err(ld, ld->header_line, "out of memory");
-		return (NULL);
-	}
-	defaults(c, "upstream", (char *)up);
-	snprintf(up->name, sizeof(up->name), "%s", name);
 	up->slot = (int)c->nups;
 	up->line = ld->header_line;
 	c->ups[c->nups++] = up;
@@ -625,25 +702,31 @@ named_device(struct loader *ld, const char *name)
 	for (i = 0; i < c->ndevs; i++)
 		if (strcmp(c->devs[i]->name, name) == 0)
 			return (c->devs[i]);
-	if (!valid_name(name)) {
-		config_err(ld, ld->header_line, name[0] == '\0' ? "[device] needs a name: "
-		    "[device NAME]" : "[device %s]: a name is letters, digits, '-', '_' and '.', "
-		    "at most 63", name);
+	if ((d = (struct device_conf *)new_named(ld, "device", name, c->ndevs,
+	    CONFIG_MAX_DEVICES, sizeof(*d))) == NULL)
 		return (NULL);
-	}
-	if (c->ndevs == CONFIG_MAX_DEVICES) {
-		config_err(ld, ld->header_line, "more than %d devices", CONFIG_MAX_DEVICES);
-		return (NULL);
-	}
-	if ((d = calloc(1, sizeof(*d))) == NULL) {
-		config_err(ld, ld->header_line, "out of memory");
-		return (NULL);
-	}
-	defaults(c, "device", (char *)d);
-	snprintf(d->name, sizeof(d->name), "%s", name);
 	d->line = ld->header_line;
 	c->devs[c->ndevs++] = d;
 	return (d);
+}
+
+/* [listener NAME]: found, or made with the defaults; NULL after an error. */
+static struct listener_conf *
+named_listener(struct loader *ld, const char *name)
+{
+	struct config *c = ld->c;
+	struct listener_conf *lc;
+	size_t i;
+
+	for (i = 0; i < c->nlsts; i++)
+		if (strcmp(c->lsts[i]->name, name) == 0)
+			return (c->lsts[i]);
+	if ((lc = (struct listener_conf *)new_named(ld, "listener", name, c->nlsts,
+	    CONFIG_MAX_LISTENERS, sizeof(*lc))) == NULL)
+		return (NULL);
+	lc->line = ld->header_line;
+	c->lsts[c->nlsts++] = lc;
+	return (lc);
 }
 
 static int
@@ -671,7 +754,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 		}
 	}
 	if (!known || (oname[0] != '\0' && strcmp(kind, "upstream") != 0 &&
-	    strcmp(kind, "device") != 0)) {
+	    strcmp(kind, "device") != 0 && strcmp(kind, "listener") != 0)) {
 		unknown_section(ld, section);
 		return (1);
 	}
@@ -691,6 +774,13 @@ handler(void *user, const char *section, const char *name, const char *value)
 			return (1);
 		obj = (char *)d;
 		lines = d->keyline;
+	} else if (strcmp(kind, "listener") == 0) {
+		struct listener_conf *lc;
+
+		if (oname[0] == '\0' || (lc = named_listener(ld, oname)) == NULL)
+			return (1);
+		obj = (char *)lc;
+		lines = lc->keyline;
 	}
 	for (i = 0; i < NKEYS; i++) {
 		if (strcmp(keys[i].section, kind) != 0 || strcmp(keys[i].name, name) != 0)
@@ -766,6 +856,9 @@ look_ahead(struct loader *ld, const char *line)
 	if (strncmp(ld->header, "device", 6) == 0 && (ld->header[6] == ' ' ||
 	    ld->header[6] == '\t' || ld->header[6] == '\0'))
 		(void)named_device(ld, ld->header + 6 + strspn(ld->header + 6, " \t"));
+	else if (strncmp(ld->header, "listener", 8) == 0 && (ld->header[8] == ' ' ||
+	    ld->header[8] == '\t' || ld->header[8] == '\0'))
+		(void)named_listener(ld, ld->header + 8 + strspn(ld->header + 8, " \t"));
 	else if (strncmp(ld->header, "upstream", 8) == 0 && (ld->header[8] == ' ' ||
 	    ld->header[8] == '\t') && ld->header[8 + strspn(ld->header + 8, " \t")] != '\0')
 		(void)named_upstream(ld, ld->header + 8 + strspn(ld->header + 8, " \t"));
@@ -818,7 +911,7 @@ config_key_line(const struct loader *ld, const char *name)
 			return (ld->cur_lines[i]);
 	for (i = 0; i < NKEYS; i++)
 		if (strcmp(keys[i].name, name) == 0 && strcmp(keys[i].section, "upstream") != 0 &&
-		    strcmp(keys[i].section, "device") != 0)
+		    strcmp(keys[i].section, "device") != 0 && strcmp(keys[i].section, "listener") != 0)
 			return (ld->seen[i]);
 	return (0);
 }
@@ -913,6 +1006,10 @@ config_unref(struct config *c)
 	}
 	for (i = 0; i < c->ndevs; i++)
 		free(c->devs[i]);
+	for (i = 0; i < c->nlsts; i++) {
+		tlsserver_free(c->lsts[i]->tls_ctx);
+		free(c->lsts[i]);
+	}
 	users_free(c->users);
 	free(c);
 }
@@ -956,4 +1053,39 @@ const char *
 config_tls_str(enum up_tls t)
 {
 	return (t == UP_TLS_IMPLICIT ? "implicit" : "starttls");
+}
+
+const struct listener_conf *
+config_listener(const struct config *c, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < c->nlsts; i++)
+		if (strcmp(c->lsts[i]->name, name) == 0)
+			return (c->lsts[i]);
+	return (NULL);
+}
+
+/* The name of ${v} in a NULL-ended ${names} table. */
+static const char *
+name_of(const struct key_name *names, int v)
+{
+	size_t i;
+
+	for (i = 0; names[i].name != NULL; i++)
+		if (names[i].value == v)
+			return (names[i].name);
+	return ("?");
+}
+
+const char *
+config_profile_str(enum tls_profile p)
+{
+	return (name_of(profile_names, (int)p));
+}
+
+const char *
+config_ltls_str(enum listener_tls t)
+{
+	return (name_of(ltls_names, (int)t));
 }

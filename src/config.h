@@ -16,8 +16,10 @@
 #define CONFIG_MAX_DEVICES	64
 #define CONFIG_MAX_ROUTE	8	/* upstreams one device fails over across */
 #define CONFIG_MAX_MATCH	32
-#define CONFIG_MAX_KEYS		96	/* key rows */
+#define CONFIG_MAX_KEYS		104	/* key rows */
+#define CONFIG_MAX_LISTENERS	16	/* [listener NAME] sections */
 
+struct tlsserver;
 struct users;
 
 enum up_tls { UP_TLS_STARTTLS, UP_TLS_IMPLICIT };
@@ -31,6 +33,30 @@ enum oauth2_flow {
 struct listen_addr {
 	char	 host[64];
 	int	 port;
+	int	 lidx;		/* its [listener NAME] in cfg->lsts; -1: [proxy] listen */
+};
+
+/* How devices reach the proxy on a listener: plaintext, STARTTLS (RFC 3207) or TLS first. */
+enum listener_tls { LTLS_NONE, LTLS_STARTTLS, LTLS_IMPLICIT };
+/* What TLS a listener accepts from devices (tlsserver.c has what each means). */
+enum tls_profile { TLS_PROFILE_MODERN, TLS_PROFILE_INTERMEDIATE, TLS_PROFILE_LEGACY };
+
+/* A [listener NAME]: where devices connect and how. */
+struct listener_conf {
+	char		 name[64];
+	int		 line;			/* of its section header */
+	int		 keyline[CONFIG_MAX_KEYS];
+	struct listen_addr addrs[CONFIG_MAX_LISTEN];
+	size_t		 naddrs;
+	enum listener_tls tls;
+	char		 cert_file[PATH_MAX];
+	char		 key_file[PATH_MAX];
+	enum tls_profile profile;
+	int		 require_tls;		/* starttls: no MAIL, RCPT, DATA, AUTH before it */
+	int		 proxy_protocol;	/* 0: none; 1 or 2: the PROXY header version */
+	struct cidr	 proxy_from[CONFIG_MAX_ALLOW];	/* balancers allowed to send it */
+	size_t		 nproxy_from;
+	struct tlsserver *tls_ctx;		/* loaded with the config; NULL for tls = none */
 };
 
 /*
@@ -152,6 +178,10 @@ struct config {
 	struct device_conf *devs[CONFIG_MAX_DEVICES];
 	size_t		 ndevs;
 
+	/* [listener NAME]; their addresses are also in listen[], marked with lidx */
+	struct listener_conf *lsts[CONFIG_MAX_LISTENERS];
+	size_t		 nlsts;
+
 	/* [proxy] bare_newline and [limits]: for clients of no profile, and each one's base */
 	struct limits	 lim;
 
@@ -210,6 +240,19 @@ struct upstream_conf *config_upstream(const struct config *c, const char *name);
  * the main process fetched and never needs them.
  */
 void config_wipe_oauth2(struct config *c);
+
+/**
+ * config_listener(c, name):
+ * The [listener ${name}] of ${c}, or NULL.
+ */
+const struct listener_conf *config_listener(const struct config *c, const char *name);
+
+/**
+ * config_profile_str(p), config_ltls_str(t):
+ * "modern", "intermediate", "legacy"; "none", "starttls", "implicit".
+ */
+const char *config_profile_str(enum tls_profile p);
+const char *config_ltls_str(enum listener_tls t);
 
 /**
  * config_tls_str(t):

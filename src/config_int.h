@@ -22,9 +22,10 @@ struct loader {
 	int		 nerr;
 	size_t		 warnlen;	/* used in c->warnings */
 	int		 seen[CONFIG_MAX_KEYS];	/* line each global key was set on, 0 = default */
-	int		 section_line[6];	/* line of each unnamed section's header */
+	int		 section_line[7];	/* line of each unnamed section's header */
 	/* The section the checks look at now: config_key_line() answers for it. */
-	const char	*cur_kind;	/* "upstream", "device", or NULL: the global sections */
+	const char	*cur_kind;	/* "upstream", "device", "listener", or NULL: the global
+					   sections */
 	const int	*cur_lines;
 	struct upstream_conf *up;	/* the upstream being checked */
 	/* The reader's view of the line inih is about to parse (inih tells us neither). */
@@ -49,11 +50,19 @@ int config_key_line(const struct loader *ld, const char *name);
 /* 1 if ${v} holds a control character. */
 int config_has_control(const char *v);
 
+/* Listen addresses are numeric and not v4-mapped: said with ${line} (listen's). */
+void config_check_addrs(struct loader *ld, const struct listen_addr *list, size_t n,
+    int line);
+
 /* The checks across keys, after every line was read without error. */
 void config_check(struct loader *ld);
 
 /* The [device NAME] profiles (confdevice.c), from config_check(), after the upstreams. */
 void config_check_devices(struct loader *ld);
+
+/* The [listener NAME] sections (conflistener.c), from config_check(): their addresses
+ * join listen[], their certificates are loaded. */
+void config_check_listeners(struct loader *ld);
 
 /* The OAuth2 keys of the upstream ld->up (confoauth2.c), from config_check(). */
 void config_check_oauth2(struct loader *ld);

@@ -96,6 +96,34 @@ print_upstream(FILE *f, const struct upstream_conf *up)
 	fputc('\n', f);
 }
 
+/* Where devices connect: every address, with what TLS it asks of them. */
+static void
+print_listeners(FILE *f, const struct config *c)
+{
+	const struct listener_conf *lc;
+	char addr[80];
+	size_t i;
+
+	fprintf(f, "listeners\n");
+	for (i = 0; i < c->nlisten; i++) {
+		lc = c->listen[i].lidx >= 0 ? c->lsts[c->listen[i].lidx] : NULL;
+		snprintf(addr, sizeof(addr), strchr(c->listen[i].host, ':') ? "[%s]:%d" : "%s:%d",
+		    c->listen[i].host, c->listen[i].port);
+		fprintf(f, "  %-20s  ", addr);
+		if (lc == NULL) {
+			fprintf(f, "[proxy] listen, plaintext\n");
+			continue;
+		}
+		fprintf(f, "[listener %s] ", lc->name);
+		if (lc->tls == LTLS_NONE)
+			fprintf(f, "plaintext\n");
+		else
+			fprintf(f, "%s, tls_profile = %s%s\n", config_ltls_str(lc->tls),
+			    config_profile_str(lc->profile), lc->require_tls ?
+			    ", require_tls" : "");
+	}
+}
+
 void
 conftable_print(FILE *f, const struct config *c)
 {
@@ -115,4 +143,5 @@ conftable_print(FILE *f, const struct config *c)
 	fprintf(f, "upstreams\n");
 	for (i = 0; i < c->nups; i++)
 		print_upstream(f, c->ups[i]);
+	print_listeners(f, c);
 }

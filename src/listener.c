@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netdb.h>
+#include <poll.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include "listener.h"
 #include "log.h"
 #include "parse.h"
+#include "proxyproto.h"
 #include "route.h"
 #include "session.h"
 #include "shared.h"
@@ -33,6 +35,8 @@ struct lsock {
 	int		 fd;
 	char		 name[80];	/* as logged: the address bound */
 	struct listen_addr spec;	/* as configured; empty for systemd's sockets */
+	char		 lname[64];	/* its [listener NAME]; "" for [proxy] listen */
+	const struct listener_conf *lc;	/* that listener in the accepting config */
 	int		 midx;		/* its slot in the metrics (by name) */
 	int		 inherited;
 	struct listeners *owner;
@@ -43,6 +47,7 @@ struct listeners {
 	struct ev_loop	*loop;		/* NULL in the main process: it does not accept */
 	struct config	*cfg;
 	struct lsock	*list;
+	struct pphold	*holds;		/* connections whose PROXY header is awaited */
 	ev_timer	 backoff;	/* accepting paused: out of descriptors */
 };
 
@@ -83,30 +88,41 @@ pause_accepting(struct listeners *ls, int err)
 	log_end(&l);
 }
 
-/* Refuse before any upstream contact: one reply, then close. */
+/* Refuse before any upstream contact: one reply (none where TLS comes first), then close. */
 static void
 refuse(int fd, const char *reply)
 {
-	(void)send(fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (reply != NULL)
+		(void)send(fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL);
 	/* Half-close first so the reply is not lost to a reset. */
 	(void)shutdown(fd, SHUT_WR);
 	close(fd);
 }
 
+/*
+ * On an implicit-TLS listener the device expects a TLS handshake: a plaintext reply
+ * would only be garbage to it, and a handshake per refusal is what a flood wants. It
+ * gets a close; the log line says why.
+ */
 static void
-deny(struct listeners *ls, enum log_level level, int fd, const char *client, const char *reason,
-    const char *code, const char *text)
+deny(struct lsock *li, enum log_level level, int fd, const char *client, const char *via,
+    const char *reason, const char *code, const char *text)
 {
 	char reply[400];
 	struct logline l;
+	int tls_first = li->lc != NULL && li->lc->tls == LTLS_IMPLICIT;
 
 	log_begin(&l, level, NULL, "session.deny");
 	log_str(&l, "client", client);
+	if (via[0] != '\0')
+		log_str(&l, "via", via);
+	if (li->lname[0] != '\0')
+		log_str(&l, "listener", li->lname);
 	log_str(&l, "reason", reason);
 	log_end(&l);
 	shared_m_refused(reason);
-	snprintf(reply, sizeof(reply), "%s %s %s\r\n", code, ls->cfg->hostname, text);
-	refuse(fd, reply);
+	snprintf(reply, sizeof(reply), "%s %s %s\r\n", code, li->owner->cfg->hostname, text);
+	refuse(fd, tls_first ? NULL : reply);
 }
 
 /* 1 if every upstream the device could use holds its max_connections already. */
@@ -135,8 +151,10 @@ session_done(void *arg, const struct sockaddr *peer)
  * password only brings the account closer to the provider's lock-out.
  */
 static int
-auth_backoff(struct listeners *ls, const struct device_conf *dev, int fd, const char *client)
+auth_backoff(struct lsock *li, const struct device_conf *dev, int fd, const char *client,
+    const char *via)
 {
+	struct listeners *ls = li->owner;
 	const struct upstream_conf *up;
 	char text[200];
 	long left = 0, l;
@@ -152,8 +170,223 @@ auth_backoff(struct listeners *ls, const struct device_conf *dev, int fd, const 
 	}
 	snprintf(text, sizeof(text), "Upstream login refused, not retrying for %ld s", left);
 	/* info: auth.backoff said it once at warn; a line per device would drown it. */
-	deny(ls, L_INFO, fd, client, "auth_backoff", "421 4.7.0", text);
+	deny(li, L_INFO, fd, client, via, "auth_backoff", "421 4.7.0", text);
 	return (1);
+}
+
+/*
+ * The gate in front of every session, for client ${ss} (the socket's peer, or what a
+ * balancer's PROXY header says; then ${via} is the balancer): allow list, login
+ * back-off, max_sessions, per-client and upstream limits. Takes ${fd}.
+ */
+static void
+admit(struct lsock *li, int fd, const struct sockaddr_storage *ss,
+    const struct sockaddr_storage *balancer)
+{
+	struct listeners *ls = li->owner;
+	const struct device_conf *dev;
+	const struct sockaddr *sa = (const struct sockaddr *)ss;
+	char client[80], via[80] = "";
+
+	parse_addr_str(sa, client, sizeof(client));
+	if (balancer != NULL)
+		parse_addr_str((const struct sockaddr *)balancer, via, sizeof(via));
+	if (!cidr_match(ls->cfg->allow, ls->cfg->nallow, sa)) {
+		deny(li, L_WARN, fd, client, via, "allow", "554 5.7.1", "Access denied");
+		return;
+	}
+	dev = route_device(ls->cfg, sa);
+	if (auth_backoff(li, dev, fd, client, via))
+		return;
+	if (!shared_session_enter((long)ls->cfg->max_sessions)) {
+		deny(li, L_WARN, fd, client, via, "max_sessions", "421 4.3.2",
+		    "Too many connections, try again later");
+		return;
+	}
+	if (!shared_client_enter(sa, (long)route_limits(ls->cfg, dev)->max_sessions_per_client)) {
+		shared_session_leave();
+		deny(li, L_WARN, fd, client, via, "max_sessions_per_client", "421 4.7.0",
+		    "Too many connections from your address, try again later");
+		return;
+	}
+	/*
+	 * Every session prepares its upstream at once (connect, TLS, login) and
+	 * holds it until it ends, idle or not: the provider caps sessions per
+	 * account, so devices over the cap are refused here, not there.
+	 */
+	if (upstreams_full(ls->cfg, dev)) {
+		shared_client_leave(sa);
+		shared_session_leave();
+		deny(li, L_WARN, fd, client, via, "upstream_busy", "421 4.3.2",
+		    "Too many upstream connections, try again later");
+		return;
+	}
+	if (session_start(ls->loop, ls->cfg, li->lc, fd, sa, via, session_done, ls) == NULL) {
+		shared_client_leave(sa);
+		shared_session_leave();
+		log_simple(L_ERROR, "session.start", "out of memory");
+		return;
+	}
+	shared_m_session(li->midx);
+}
+
+/* ---- the PROXY protocol header, read before anything else (proxy_protocol) ---- */
+
+/* The whole header must be in within this; a balancer sends it with the connection. */
+#define PROXY_TIMEOUT	5.
+/* An incomplete header stays readable: look again this much later, not in a spin. */
+#define PROXY_REPOLL	0.02
+
+struct pphold {
+	ev_io		 io;
+	ev_timer	 deadline, repoll;
+	int		 fd;
+	struct lsock	*li;
+	struct sockaddr_storage peer;	/* the balancer */
+	struct pphold	*prev, *next;
+};
+
+static void
+hold_free(struct pphold *h, int close_fd)
+{
+	struct listeners *ls = h->li->owner;
+
+	ev_io_stop(ls->loop, &h->io);
+	ev_timer_stop(ls->loop, &h->deadline);
+	ev_timer_stop(ls->loop, &h->repoll);
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		ls->holds = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
+	if (close_fd)
+		close(h->fd);
+	free(h);
+}
+
+/* Closed before a word of SMTP: nothing to tell a sender that is not a balancer. */
+static void
+hold_fail(struct pphold *h, const char *reason, const char *detail)
+{
+	char peer[80];
+	struct logline l;
+
+	parse_addr_str((struct sockaddr *)&h->peer, peer, sizeof(peer));
+	log_begin(&l, L_WARN, NULL, "proxy.header");
+	log_str(&l, "client", peer);
+	log_str(&l, "listener", h->li->lname);
+	log_str(&l, "reason", reason);
+	if (detail != NULL)
+		log_str(&l, "detail", detail);
+	log_end(&l);
+	shared_m_refused("proxy_header");
+	hold_free(h, 1);
+}
+
+static void
+hold_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct pphold *h = w->data;
+	struct sockaddr_storage client, via;
+	unsigned char buf[PROXYPROTO_MAX];
+	struct proxyproto pp;
+	char why[128];
+	ssize_t n;
+	int r, fd;
+
+	(void)revents;
+	/* Peek: the client's own first bytes stay in the socket for the session. */
+	if ((n = recv(h->fd, buf, sizeof(buf), MSG_PEEK)) < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			hold_fail(h, "closed", strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		hold_fail(h, "closed", "connection closed before the header was complete");
+		return;
+	}
+	r = proxyproto_parse(buf, (size_t)n, h->li->lc->proxy_protocol, &pp, why, sizeof(why));
+	if (r < 0) {
+		hold_fail(h, strstr(why, "longer") != NULL ? "too-long" :
+		    strstr(why, "unsupported") != NULL ? "unsupported" : "malformed", why);
+		return;
+	}
+	if (r == 0) {
+		struct pollfd pfd = { h->fd, POLLRDHUP, 0 };
+
+		/* A peek cannot see the FIN behind the bytes: ask whether it came. */
+		if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			hold_fail(h, "closed", "connection closed before the header was complete");
+			return;
+		}
+		ev_io_stop(loop, &h->io);
+		ev_timer_start(loop, &h->repoll);
+		return;
+	}
+	if (recv(h->fd, buf, pp.len, 0) != (ssize_t)pp.len) {
+		hold_fail(h, "closed", "the header could not be read again");
+		return;
+	}
+	via = h->peer;
+	client = pp.local ? h->peer : pp.src;
+	fd = h->fd;
+	{
+		struct lsock *li = h->li;
+
+		hold_free(h, 0);
+		admit(li, fd, &client, &via);
+	}
+}
+
+static void
+hold_repoll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pphold *h = w->data;
+
+	(void)revents;
+	ev_io_start(loop, &h->io);
+}
+
+static void
+hold_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	hold_fail(w->data, "timeout", "no complete header within 5 s");
+}
+
+/* A connection on a proxy_protocol listener: only a balancer, and its header first. */
+static void
+hold_start(struct lsock *li, int fd, const struct sockaddr_storage *ss)
+{
+	struct listeners *ls = li->owner;
+	struct pphold *h;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		log_simple(L_ERROR, "session.start", "out of memory");
+		close(fd);
+		return;
+	}
+	h->fd = fd;
+	h->li = li;
+	h->peer = *ss;
+	h->next = ls->holds;
+	if (ls->holds != NULL)
+		ls->holds->prev = h;
+	ls->holds = h;
+	if (!cidr_match(li->lc->proxy_from, li->lc->nproxy_from, (const struct sockaddr *)ss)) {
+		hold_fail(h, "not-allowed", "not in proxy_from");
+		return;
+	}
+	ev_io_init(&h->io, hold_read, fd, EV_READ);
+	h->io.data = h;
+	ev_timer_init(&h->deadline, hold_timeout, PROXY_TIMEOUT, 0.);
+	h->deadline.data = h;
+	ev_timer_init(&h->repoll, hold_repoll, PROXY_REPOLL, 0.);
+	h->repoll.data = h;
+	ev_io_start(ls->loop, &h->io);
+	ev_timer_start(ls->loop, &h->deadline);
 }
 
 static void
@@ -161,12 +394,11 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct lsock *li = w->data;
 	struct listeners *ls = li->owner;
-	const struct device_conf *dev;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	char client[80];
 	int fd, i;
 
+	(void)loop;
 	(void)revents;
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		sl = sizeof(ss);
@@ -183,52 +415,34 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			log_simple(L_ERROR, "listener.accept", strerror(errno));
 			return;
 		}
-		parse_addr_str((struct sockaddr *)&ss, client, sizeof(client));
-		if (!cidr_match(ls->cfg->allow, ls->cfg->nallow, (struct sockaddr *)&ss)) {
-			deny(ls, L_WARN, fd, client, "allow", "554 5.7.1", "Access denied");
-			continue;
-		}
-		dev = route_device(ls->cfg, (struct sockaddr *)&ss);
-		if (auth_backoff(ls, dev, fd, client))
-			continue;
-		if (!shared_session_enter((long)ls->cfg->max_sessions)) {
-			deny(ls, L_WARN, fd, client, "max_sessions", "421 4.3.2",
-			    "Too many connections, try again later");
-			continue;
-		}
-		if (!shared_client_enter((struct sockaddr *)&ss,
-		    (long)route_limits(ls->cfg, dev)->max_sessions_per_client)) {
-			shared_session_leave();
-			deny(ls, L_WARN, fd, client, "max_sessions_per_client", "421 4.7.0",
-			    "Too many connections from your address, try again later");
-			continue;
-		}
-		/*
-		 * Every session prepares its upstream at once (connect, TLS, login) and
-		 * holds it until it ends, idle or not: the provider caps sessions per
-		 * account, so devices over the cap are refused here, not there.
-		 */
-		if (upstreams_full(ls->cfg, dev)) {
-			shared_client_leave((struct sockaddr *)&ss);
-			shared_session_leave();
-			deny(ls, L_WARN, fd, client, "upstream_busy", "421 4.3.2",
-			    "Too many upstream connections, try again later");
-			continue;
-		}
-		if (session_start(loop, ls->cfg, fd, (struct sockaddr *)&ss, session_done,
-		    ls) == NULL) {
-			shared_client_leave((struct sockaddr *)&ss);
-			shared_session_leave();
-			log_simple(L_ERROR, "session.start", "out of memory");
-			continue;
-		}
-		shared_m_session(li->midx);
+		if (li->lc != NULL && li->lc->proxy_protocol != 0)
+			hold_start(li, fd, &ss);
+		else
+			admit(li, fd, &ss, NULL);
 	}
 }
 
-static struct lsock *
-lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec, int inherited)
+/* The listener of configured address ${a}: NULL for [proxy] listen. */
+static const struct listener_conf *
+config_lc(const struct config *c, const struct listen_addr *a)
 {
+	return (a->lidx >= 0 && (size_t)a->lidx < c->nlsts ? c->lsts[a->lidx] : NULL);
+}
+
+/* Its [listener NAME]; "" for [proxy] listen. */
+static const char *
+lname_of(const struct config *c, const struct listen_addr *a)
+{
+	const struct listener_conf *lc = config_lc(c, a);
+
+	return (lc != NULL ? lc->name : "");
+}
+
+static struct lsock *
+lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec,
+    const struct listener_conf *lc, int inherited)
+{
+	const char *lname = lc != NULL ? lc->name : "";
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct lsock *li;
@@ -241,6 +455,7 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec, int inhe
 	li->owner = ls;
 	if (spec != NULL)
 		li->spec = *spec;
+	snprintf(li->lname, sizeof(li->lname), "%s", lname);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		parse_addr_str((struct sockaddr *)&ss, li->name, sizeof(li->name));
 	else
@@ -254,6 +469,12 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec, int inhe
 	log_str(&l, "addr", li->name);
 	if (inherited)
 		log_str(&l, "from", "systemd");
+	if (lname[0] != '\0')
+		log_str(&l, "listener", lname);
+	if (lc != NULL && lc->tls != LTLS_NONE) {
+		log_str(&l, "tls", config_ltls_str(lc->tls));
+		log_str(&l, "tls_profile", config_profile_str(lc->profile));
+	}
 	log_end(&l);
 	return (li);
 }
@@ -318,17 +539,32 @@ same_addr(int fd, const struct listen_addr *a)
 	return (strcmp(have, want) == 0);
 }
 
-static struct lsock *
-find(struct listeners *ls, const struct listen_addr *a)
+/*
+ * Is ${li} the socket for address ${a} of listener ${lname}? A fixed port is one socket
+ * whichever listener names it (a reload may move it); port 0 is a new port for each
+ * listener that asks for one.
+ */
+static int
+matches(const struct lsock *li, const struct listen_addr *a, const char *lname)
 {
+	if (li->inherited)
+		return (same_addr(li->fd, a));
+	return (strcmp(li->spec.host, a->host) == 0 && li->spec.port == a->port &&
+	    (a->port != 0 || strcmp(li->lname, lname) == 0));
+}
+
+/* The socket for ${cfg}'s address ${a}, now marked as its listener's; or NULL. */
+static struct lsock *
+find(struct listeners *ls, const struct config *cfg, const struct listen_addr *a)
+{
+	const char *lname = lname_of(cfg, a);
 	struct lsock *li;
 
 	for (li = ls->list; li != NULL; li = li->next) {
-		if (!li->inherited && strcmp(li->spec.host, a->host) == 0 &&
-		    li->spec.port == a->port)
-			return (li);
-		if (li->inherited && same_addr(li->fd, a))
-			return (li);
+		if (!matches(li, a, lname))
+			continue;
+		snprintf(li->lname, sizeof(li->lname), "%s", lname);
+		return (li);
 	}
 	return (NULL);
 }
@@ -371,7 +607,7 @@ inherit(struct listeners *ls)
 		(void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
 		fl = fcntl(fd, F_GETFL);
 		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-		(void)lsock_add(ls, fd, NULL, 1);
+		(void)lsock_add(ls, fd, NULL, NULL, 1);
 	}
 	/* Our children must not believe these were meant for them. */
 	unsetenv("LISTEN_PID");
@@ -393,10 +629,10 @@ listeners_bind(struct config *cfg)
 	/* Under socket activation the default addresses are not wanted as well. */
 	own = !has_inherited(ls) || cfg->listen_explicit;
 	for (i = 0; i < cfg->nlisten && own; i++) {
-		if (find(ls, &cfg->listen[i]) != NULL)
+		if (find(ls, cfg, &cfg->listen[i]) != NULL)
 			continue;
 		if ((fd = listeners_bind_addr(&cfg->listen[i])) < 0 ||
-		    lsock_add(ls, fd, &cfg->listen[i], 0) == NULL) {
+		    lsock_add(ls, fd, &cfg->listen[i], config_lc(cfg, &cfg->listen[i]), 0) == NULL) {
 			if (fd >= 0)
 				close(fd);
 			listeners_free(ls);
@@ -414,10 +650,11 @@ listeners_update(struct listeners *ls, struct config *cfg)
 	int fd, wanted, own = !has_inherited(ls) || cfg->listen_explicit;
 
 	for (i = 0; i < cfg->nlisten && own; i++) {
-		if (find(ls, &cfg->listen[i]) != NULL)
+		if (find(ls, cfg, &cfg->listen[i]) != NULL)
 			continue;
 		if ((fd = listeners_bind_addr(&cfg->listen[i])) < 0 ||
-		    (added[nadded] = lsock_add(ls, fd, &cfg->listen[i], 0)) == NULL) {
+		    (added[nadded] = lsock_add(ls, fd, &cfg->listen[i],
+		    config_lc(cfg, &cfg->listen[i]), 0)) == NULL) {
 			/* Roll back: the reload is refused as a whole. */
 			if (fd >= 0)
 				close(fd);
@@ -434,8 +671,7 @@ listeners_update(struct listeners *ls, struct config *cfg)
 	for (pp = &ls->list; (li = *pp) != NULL;) {
 		wanted = li->inherited;
 		for (i = 0; i < cfg->nlisten && !wanted && own; i++)
-			wanted = strcmp(li->spec.host, cfg->listen[i].host) == 0 &&
-			    li->spec.port == cfg->listen[i].port;
+			wanted = matches(li, &cfg->listen[i], lname_of(cfg, &cfg->listen[i]));
 		if (wanted) {
 			pp = &li->next;
 			continue;
@@ -459,8 +695,10 @@ listeners_start(struct listeners *ls, struct ev_loop *loop, struct config *cfg)
 	config_ref(cfg);
 	config_unref(ls->cfg);
 	ls->cfg = cfg;
-	for (li = ls->list; li != NULL; li = li->next)
+	for (li = ls->list; li != NULL; li = li->next) {
+		li->lc = li->lname[0] != '\0' ? config_listener(cfg, li->lname) : NULL;
 		ev_io_start(loop, &li->io);
+	}
 }
 
 void
@@ -470,6 +708,8 @@ listeners_close(struct listeners *ls)
 
 	if (ls->loop != NULL)
 		ev_timer_stop(ls->loop, &ls->backoff);
+	while (ls->holds != NULL)
+		hold_free(ls->holds, 1);
 	for (li = ls->list; li != NULL; li = next) {
 		next = li->next;
 		lsock_free(ls, li);

@@ -36,6 +36,7 @@
 #include "resolve.h"
 #include "session.h"
 #include "shared.h"
+#include "tlsserver.h"
 #include "upstream.h"
 
 #define VERSION "0.2.0"
@@ -266,6 +267,21 @@ check_stuck(void)
 	}
 }
 
+/* The device ticket key every worker seals with: made here, renewed hourly. */
+static void
+rotate_tickets(void)
+{
+	static int said;
+
+	if (tlsserver_rotate(shared_now_ms() / 1000) == 0) {
+		said = 0;
+		return;
+	}
+	if (!said++)
+		log_simple(L_ERROR, "tls.ticket-key", "no random bytes for a session-ticket key; "
+		    "devices resume no TLS session until one is made");
+}
+
 static void
 on_status(struct ev_loop *l, ev_timer *w, int revents)
 {
@@ -275,6 +291,7 @@ on_status(struct ev_loop *l, ev_timer *w, int revents)
 	status();
 	if (!stopping)
 		check_stuck();
+	rotate_tickets();
 }
 
 static void
@@ -658,6 +675,7 @@ main(int argc, char **argv)
 	log_start();
 	/* Before the workers: a session that comes first finds the fetch already on its way. */
 	oauth2_configure(loop, cfg, wake_workers);
+	rotate_tickets();
 	spawn_generation();
 	/* Every socket is bound and the config loaded: connections queue until accepted. */
 	notify_send("READY=1");

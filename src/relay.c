@@ -65,7 +65,34 @@ static const char *const local_text[R_NLOCAL] = {
 	[R_AUTH_CHALLENGE] = "334 \r\n",
 	[R_AUTH_USERNAME] = "334 VXNlcm5hbWU6\r\n",		/* "Username:" */
 	[R_AUTH_PASSWORD] = "334 UGFzc3dvcmQ6\r\n",		/* "Password:" */
+	[R_STARTTLS] = "220 2.0.0 Ready to start TLS\r\n",
+	[R_TLS_ACTIVE] = "503 5.5.1 TLS already active\r\n",
+	[R_STARTTLS_TXN] = "503 5.5.1 STARTTLS not allowed during a mail transaction\r\n",
+	[R_STARTTLS_SYNTAX] = "501 5.5.4 Syntax: STARTTLS (no parameters)\r\n",
+	[R_TLS_REQUIRED] = "530 5.7.0 Must issue a STARTTLS command first\r\n",
+	[R_NEED_HELO] = "503 5.5.1 Send EHLO or HELO first\r\n",
 };
+
+/*
+ * The EHLO reply: the upstream's capabilities we pass on, our own AUTH for client_auth,
+ * STARTTLS on a starttls listener before TLS. Under require_tls no AUTH is shown before
+ * TLS: it would only be refused.
+ */
+static size_t
+ehlo_reply(const struct session *s, char *buf, size_t size)
+{
+	int tls_first = TLS_MISSING(s);
+	size_t n;
+
+	if (CLIENTAUTH_ON(s) && !tls_first)
+		n = clientauth_ehlo(s, buf, size);
+	else
+		n = smtp_ehlo_reply(&s->caps, s->cfg->hostname, !tls_first &&
+		    s->upc->username[0] == '\0', buf, size);
+	if (n > 0 && STARTTLS_OFFERED(s))
+		n = smtp_ehlo_add(buf, n, size, "STARTTLS");
+	return (n);
+}
 
 static void
 emit_local(struct session *s, enum local_reply r)
@@ -75,9 +102,7 @@ emit_local(struct session *s, enum local_reply r)
 
 	switch (r) {
 	case R_EHLO:
-		n = CLIENTAUTH_ON(s) ? clientauth_ehlo(s, buf, sizeof(buf)) :
-		    smtp_ehlo_reply(&s->caps, s->cfg->hostname, s->upc->username[0] == '\0',
-		    buf, sizeof(buf));
+		n = ehlo_reply(s, buf, sizeof(buf));
 		break;
 	case R_HELO:
 		n = (size_t)snprintf(buf, sizeof(buf), "250 %s\r\n", s->cfg->hostname);
@@ -149,6 +174,8 @@ flush_local(struct session *s)
 	while (!s->dead && s->qlen > 0 && s->q[s->qhead].kind == P_LOCAL) {
 		p = pop(s);
 		emit_local(s, (enum local_reply)p.local);
+		if (p.local == R_STARTTLS && !s->dead)
+			session_starttls(s);
 	}
 }
 
@@ -220,6 +247,7 @@ check_helo(const struct session *s, const struct smtp_cmd *c)
 static int
 act_helo(struct session *s, const struct smtp_cmd *c)
 {
+	s->need_helo = 0;
 	if (!s->in_txn)
 		return (0);
 	/* EHLO resets the transaction (RFC 5321 4.1.4): so must the upstream's. */
@@ -233,9 +261,22 @@ act_helo(struct session *s, const struct smtp_cmd *c)
 	return (1);
 }
 
+/* What holds back MAIL, RCPT, DATA and AUTH: STARTTLS not yet done, or EHLO not again. */
+static enum local_reply
+check_tls(const struct session *s)
+{
+	if (TLS_MISSING(s))
+		return (R_TLS_REQUIRED);
+	return (s->need_helo ? R_NEED_HELO : R_NONE);
+}
+
 static enum local_reply
 check_mail(const struct session *s, const struct smtp_cmd *c)
 {
+	enum local_reply r;
+
+	if ((r = check_tls(s)) != R_NONE)
+		return (r);
 	if (CLIENTAUTH_MISSING(s))
 		return (R_AUTH_REQUIRED);
 	if (s->size_limit > 0 && smtp_mail_size(c->arg, c->arglen) > s->size_limit)
@@ -266,7 +307,11 @@ act_mail(struct session *s, const struct smtp_cmd *c)
 static enum local_reply
 check_rcpt(const struct session *s, const struct smtp_cmd *c)
 {
+	enum local_reply r;
+
 	(void)c;
+	if ((r = check_tls(s)) != R_NONE)
+		return (r);
 	if (CLIENTAUTH_MISSING(s))
 		return (R_AUTH_REQUIRED);
 	return (s->rcpts_sent >= s->lim->max_recipients ? R_TOO_MANY_RCPTS : R_NONE);
@@ -275,8 +320,44 @@ check_rcpt(const struct session *s, const struct smtp_cmd *c)
 static enum local_reply
 check_data(const struct session *s, const struct smtp_cmd *c)
 {
+	enum local_reply r;
+
 	(void)c;
+	if ((r = check_tls(s)) != R_NONE)
+		return (r);
 	return (CLIENTAUTH_MISSING(s) ? R_AUTH_REQUIRED : R_NONE);
+}
+
+static enum local_reply
+check_auth(const struct session *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	return (check_tls(s));
+}
+
+static enum local_reply
+check_starttls(const struct session *s, const struct smtp_cmd *c)
+{
+	if (s->lc == NULL || s->lc->tls != LTLS_STARTTLS)
+		return (R_NO_STARTTLS);
+	if (s->tls_active)
+		return (R_TLS_ACTIVE);
+	if (c->arglen > 0)
+		return (R_STARTTLS_SYNTAX);
+	return (s->in_txn ? R_STARTTLS_TXN : R_NONE);
+}
+
+/*
+ * Nothing more is read until the 220 is out and the handshake has begun; what the
+ * device sent after STARTTLS is then thrown away unread (session_starttls).
+ */
+static int
+act_starttls(struct session *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	s->blocked = 1;
+	relay_local(s, R_STARTTLS);
+	return (1);
 }
 
 static int
@@ -342,11 +423,11 @@ static const struct verb_rule {
 	{ SMTP_NOOP, P_RELAY, R_NONE, 0, NULL, NULL },
 	{ SMTP_DATA, P_DATA, R_NONE, 1, check_data, NULL },
 	{ SMTP_QUIT, P_RELAY, R_NONE, 1, NULL, act_quit },
-	{ SMTP_AUTH, P_AUTH, R_NONE, 1, NULL, act_auth },
+	{ SMTP_AUTH, P_AUTH, R_NONE, 1, check_auth, act_auth },
 	{ SMTP_VRFY, P_LOCAL, R_VRFY, 0, NULL, NULL },
 	{ SMTP_EXPN, P_LOCAL, R_EXPN, 0, NULL, NULL },
 	{ SMTP_HELP, P_LOCAL, R_HELP, 0, NULL, NULL },
-	{ SMTP_STARTTLS, P_LOCAL, R_NO_STARTTLS, 0, NULL, NULL },
+	{ SMTP_STARTTLS, P_LOCAL, R_NONE, 1, check_starttls, act_starttls },
 	{ SMTP_BDAT, P_LOCAL, R_NO_BDAT, 0, NULL, NULL },
 	{ SMTP_UNKNOWN, P_LOCAL, R_UNKNOWN, 0, NULL, NULL },
 };

@@ -4,12 +4,14 @@
  * the events, the timer) and every fault; relay.c owns the command phase and body.c
  * the DATA phase, through session_int.h.
  *
- *   PREP ──upstream ready──► CMD ◄──────────────┐
- *     │                       │ 354 to DATA     │ end of data scanned
- *     │ upstream failed       ▼                 │
- *     │ (421 greeting)       DATA ──────────────┘
- *     ▼                       │ client gone: upstream reset, no final dot
- *   CLOSING ◄─────────────────┘ QUIT, 421, timeout, faults
+ *   (implicit TLS) TLS ──handshake done──┐   ┌── TLS ◄── STARTTLS, its 220 out
+ *                   │ failed: no upstream  ▼   ▼    │ (pipelined bytes dropped)
+ *                   │           PREP ──upstream ready──► CMD ◄──────────────┐
+ *                   │             │                       │ 354 to DATA     │ end of
+ *                   │             │ upstream failed       ▼                 │ data
+ *                   │             │ (421 greeting)       DATA ──────────────┘ scanned
+ *                   ▼             ▼                       │ client gone: upstream reset
+ *                CLOSING ◄────────────────────────────────┘ QUIT, 421, timeout, faults
  *
  * Faults. This table is the promise; session_fail() and session_end() are the only
  * ways out, and session_drop_upstream() the only way an upstream is closed. "After
@@ -18,6 +20,7 @@
  *
  *   fault                state         device gets              upstream    message
  *   ───────────────────  ────────────  ───────────────────────  ──────────  ─────────
+ *   device TLS failed    TLS           - (logged)               QUIT/never  -
  *   preparation failed   PREP          421 with the reason      never up    -
  *   client EOF           PREP          -                        cancelled   -
  *                        CMD           every reply it is owed   QUIT after  as replied
@@ -62,6 +65,7 @@
 #include "route.h"
 #include "session_int.h"
 #include "shared.h"
+#include "tlsserver.h"
 #include "upstream.h"
 
 #define CL_INCAP	(64 * 1024)
@@ -217,6 +221,9 @@ fail_raw(struct session *s, const char *last, const char *reason)
 		return;
 	/* Leaving mid-body: the upstream must never see a final dot. */
 	session_drop_upstream(s, s->state == S_DATA ? DROP_RESET : DROP_QUIT);
+	/* Mid-handshake a plaintext reply would only break the device's TLS. */
+	if (s->state == S_TLS)
+		last = NULL;
 	s->state = S_CLOSING;
 	s->end_reason = reason;
 	if (last != NULL)
@@ -341,6 +348,88 @@ client_eof(struct session *s)
 	session_fail(s, NULL, NULL, "client-closed");
 }
 
+static void
+tls_where(const struct session *s, struct tlsserver_where *w)
+{
+	w->sid = s->sid;
+	w->client = s->client;
+	w->listener = s->lc->name;
+	w->ms = (long long)((ev_now(s->loop) - s->tls_begun) * 1000 + 0.5);
+}
+
+/*
+ * The handshake over the device's connection. Whatever it sent in plaintext after
+ * STARTTLS (or before its ClientHello on an implicit listener) is never read as a
+ * command: it did not come through TLS (CVE-2011-0411).
+ */
+static void
+begin_tls(struct session *s)
+{
+	struct logline l;
+	size_t junk = conn_in_len(s->cl);
+	SSL *ssl;
+
+	s->tls_started = 1;
+	if (junk > 0) {
+		log_begin(&l, L_WARN, s->sid, "tls.starttls-injection");
+		log_str(&l, "client", s->client);
+		log_str(&l, "listener", s->lc->name);
+		log_num(&l, "bytes", (long long)junk);
+		log_str(&l, "msg", "plaintext sent after STARTTLS was discarded, not executed");
+		log_end(&l);
+		conn_consume(s->cl, junk);
+	}
+	conn_pause(s->cl, 0);
+	ev_now_update(s->loop);
+	s->tls_begun = ev_now(s->loop);
+	if ((ssl = tlsserver_ssl(s->lc->tls_ctx)) == NULL || conn_start_tls(s->cl, ssl) != 0) {
+		session_fail(s, NULL, NULL, "internal");
+		return;
+	}
+	ev_timer_again(s->loop, &s->timer);
+}
+
+void
+session_starttls(struct session *s)
+{
+	s->state = S_TLS;
+	/* Not one more plaintext byte is taken in: what comes now is the ClientHello. */
+	conn_pause(s->cl, 1);
+}
+
+static void prepare(struct session *);
+
+/* The device's handshake ended (CONN_EV_TLS) or failed. */
+static void
+tls_done(struct session *s, int ev)
+{
+	struct tlsserver_where w;
+
+	ev_now_update(s->loop);
+	tls_where(s, &w);
+	if (ev & CONN_EV_ERROR) {
+		tlsserver_log_failure(&w, conn_error(s->cl));
+		session_fail(s, NULL, NULL, "client-tls");
+		return;
+	}
+	tlsserver_log_handshake(conn_ssl(s->cl), &w);
+	s->tls_active = 1;
+	if (s->upc == NULL) {
+		/* Implicit TLS: the upstream only for a device that got this far; its own
+		 * bounds (connect_timeout) hold until the 220. */
+		ev_timer_stop(s->loop, &s->timer);
+		prepare(s);
+		return;
+	}
+	/* RFC 3207 4.2: nothing learnt before TLS counts; the device says EHLO again. */
+	s->state = S_CMD;
+	s->blocked = 0;
+	s->need_helo = 1;
+	s->authed = 0;
+	ev_timer_again(s->loop, &s->timer);
+	process(s);
+}
+
 /* Move everything along that can move. */
 static void
 process(struct session *s)
@@ -362,6 +451,10 @@ process(struct session *s)
 			return;
 		if (s->state == S_CMD)
 			relay_read_commands(s);
+		if (s->dead)
+			return;
+		if (s->state == S_TLS && !s->tls_started && conn_out_len(s->cl) == 0)
+			begin_tls(s);
 		if (s->dead)
 			return;
 		if (s->state == before && s->qlen == qlen &&
@@ -390,7 +483,9 @@ cl_event(struct conn *c, int ev, void *arg)
 	struct session *s = arg;
 
 	enter(s);
-	if (ev & CONN_EV_ERROR) {
+	if (s->state == S_TLS && s->tls_started && (ev & (CONN_EV_TLS | CONN_EV_ERROR)))
+		tls_done(s, ev);
+	else if (ev & CONN_EV_ERROR) {
 		/* Take what the client sent before it failed (its QUIT, its final dot). */
 		if (s->state == S_CMD || s->state == S_DATA)
 			process(s);
@@ -431,7 +526,13 @@ on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	enter(s);
 	if (s->state == S_CLOSING)
 		session_end(s, s->end_reason ? s->end_reason : "timeout");
-	else if (s->state == S_DATA) {
+	else if (s->state == S_TLS && s->tls_started) {
+		struct tlsserver_where tw;
+
+		tls_where(s, &tw);
+		tlsserver_log_failure(&tw, "handshake timed out");
+		session_fail(s, NULL, NULL, "client-tls");
+	} else if (s->state == S_DATA) {
 		body_log_data(s, "client timed out during DATA", "aborted");
 		session_fail(s, "421 4.4.2", "Timeout exceeded, closing", "timeout");
 	} else if (s->qup > 0) {
@@ -490,9 +591,19 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 	leave(s);
 }
 
+/* Prepare the upstream; the device is greeted once it is ready (on_upstream). */
+static void
+prepare(struct session *s)
+{
+	s->state = S_PREP;
+	if ((s->prep = upstream_start(s->loop, s->cfg, s->dev, s->sid, s->client, on_upstream,
+	    s)) == NULL)
+		fail_raw(s, "421 4.3.0 Out of memory\r\n", "internal");
+}
+
 struct session *
-session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct sockaddr *peer,
-    session_done_cb *done, void *arg)
+session_start(struct ev_loop *loop, struct config *cfg, const struct listener_conf *lc,
+    int fd, const struct sockaddr *peer, const char *via, session_done_cb *done, void *arg)
 {
 	struct session *s;
 	struct logline l;
@@ -504,6 +615,7 @@ session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct soc
 	s->loop = loop;
 	s->cfg = config_ref(cfg);
 	s->dev = route_device(cfg, peer);
+	s->lc = lc;
 	s->lim = route_limits(cfg, s->dev);
 	s->done = done;
 	s->done_arg = arg;
@@ -528,14 +640,20 @@ session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct soc
 	nsessions++;
 	log_begin(&l, L_INFO, s->sid, "session.open");
 	log_str(&l, "client", s->client);
+	if (via != NULL && via[0] != '\0')
+		log_str(&l, "via", via);
+	if (lc != NULL)
+		log_str(&l, "listener", lc->name);
 	log_end(&l);
-	s->state = S_PREP;
-	if ((s->prep = upstream_start(loop, cfg, s->dev, s->sid, s->client, on_upstream,
-	    s)) == NULL) {
-		enter(s);
-		fail_raw(s, "421 4.3.0 Out of memory\r\n", "internal");
-		leave(s);
-	}
+	enter(s);
+	if (lc != NULL && lc->tls == LTLS_IMPLICIT) {
+		/* The device's TLS first: a failed handshake costs no upstream login. */
+		s->state = S_TLS;
+		s->timer.repeat = (ev_tstamp)cfg->first_command_timeout;
+		begin_tls(s);
+	} else
+		prepare(s);
+	leave(s);
 	return (s);
 }
 

@@ -12,6 +12,7 @@
 
 #include <ev.h>
 
+#include "config.h"
 #include "data.h"
 #include "session.h"
 #include "smtp.h"
@@ -20,7 +21,8 @@
 #define TXN_TO_MAX	400	/* accepted recipients kept for the log line */
 #define TXN_SENT_MAX	1024	/* recipients awaiting the upstream's answer */
 
-enum sess_state { S_PREP, S_CMD, S_DATA, S_CLOSING };
+/* S_TLS: a device TLS handshake (implicit before S_PREP, STARTTLS from S_CMD). */
+enum sess_state { S_PREP, S_TLS, S_CMD, S_DATA, S_CLOSING };
 
 enum pend_kind {
 	P_LOCAL,	/* answered by the proxy, in turn */
@@ -40,7 +42,10 @@ enum local_reply {
 	/* client_auth (clientauth.c) */
 	R_AUTH_REQUIRED, R_AUTH_FAILED, R_AUTH_TEMP, R_AUTH_CANCELLED, R_AUTH_DECODE,
 	R_AUTH_SYNTAX, R_AUTH_MECH, R_AUTH_TWICE, R_AUTH_CHALLENGE, R_AUTH_USERNAME,
-	R_AUTH_PASSWORD, R_NLOCAL
+	R_AUTH_PASSWORD,
+	/* TLS toward the device */
+	R_STARTTLS, R_TLS_ACTIVE, R_STARTTLS_TXN, R_STARTTLS_SYNTAX, R_TLS_REQUIRED, R_NEED_HELO,
+	R_NLOCAL
 };
 
 /* What session_drop_upstream() does to the upstream connection. */
@@ -77,6 +82,7 @@ struct session {
 	struct ev_loop	*loop;
 	struct config	*cfg;
 	const struct device_conf *dev;	/* its profile (NULL: none), in cfg */
+	const struct listener_conf *lc;	/* the [listener NAME] it came in on; NULL: [proxy] */
 	const struct limits *lim;	/* the profile's limits, or the global ones */
 	const struct upstream_conf *upc;	/* the upstream it relays to, once prepared */
 	int		 upc_counted;	/* holds one of upc's max_connections */
@@ -101,6 +107,10 @@ struct session {
 	unsigned	 too_big:1;	/* the body being read is over size_limit */
 	unsigned	 hdr_big:1;	/* its header block is over what rewrite_header_from holds */
 	unsigned	 authed:1;	/* the device logged in to the proxy (client_auth) */
+	unsigned	 tls_active:1;	/* the device's side is TLS */
+	unsigned	 tls_started:1;	/* its handshake began */
+	unsigned	 need_helo:1;	/* after STARTTLS: EHLO or HELO before anything else */
+	ev_tstamp	 tls_begun;	/* when the handshake began, for its ms */
 	struct clientauth *ca;		/* its AUTH exchange with the proxy, from its first AUTH */
 	int		 depth;		/* nesting of handlers, so the last one frees */
 	unsigned	 rcpts_sent;	/* RCPT commands in this transaction */
@@ -155,6 +165,9 @@ void session_upstream_lost(struct session *s);
 /* The upstream's framing can no longer be trusted: 451 + 421, logged with ${why}. */
 void session_upstream_garbled(struct session *s, const char *why);
 
+/* The 220 to STARTTLS is queued: the handshake begins once it is out. */
+void session_starttls(struct session *s);
+
 /* From an event of the session's own (a timer): ${fn}(s) as a handler, then move along. */
 void session_run(struct session *s, void (*fn)(struct session *));
 
@@ -185,6 +198,13 @@ void relay_read_replies(struct session *s);
 
 /* 1 if the device must still log in before MAIL, RCPT or DATA. */
 #define CLIENTAUTH_MISSING(s)	(CLIENTAUTH_ON(s) && !(s)->authed)
+
+/* 1 if EHLO offers STARTTLS: a starttls listener, before TLS. */
+#define STARTTLS_OFFERED(s)	((s)->lc != NULL && (s)->lc->tls == LTLS_STARTTLS && \
+	!(s)->tls_active)
+
+/* 1 if require_tls holds MAIL, RCPT, DATA and AUTH back until STARTTLS. */
+#define TLS_MISSING(s)		((s)->lc != NULL && (s)->lc->require_tls && !(s)->tls_active)
 
 /* The EHLO reply with the proxy's own AUTH PLAIN LOGIN (and AUTH=) lines; 0 if too small. */
 size_t clientauth_ehlo(const struct session *s, char *out, size_t size);

@@ -27,6 +27,14 @@ struct tls_share {
 	unsigned char	 der[SHARED_TLS_DER];
 };
 
+/* Device session-ticket keys: [cur] seals, both open. */
+struct ticket_share {
+	int		 lock;
+	int		 cur;
+	long long	 born[2];	/* 0: the slot is empty */
+	struct shared_ticket_key k[2];
+};
+
 /* Sessions per client address, shared by every worker (open addressing). */
 #define SHARED_CLIENTS	4096
 struct client_slot {
@@ -67,6 +75,7 @@ struct shared {
 	long	 workers;
 	long	 beat[SHARED_WORKERS];	/* each worker slot's last heartbeat */
 	struct tls_share tls;
+	struct ticket_share tickets;
 	int		 clients_lock;
 	struct client_slot clients[SHARED_CLIENTS];
 	struct auth_backoff auth[SHARED_TOKENS];	/* per upstream slot */
@@ -386,6 +395,57 @@ shared_tls_get(const char *key, unsigned long *genp, unsigned char *der, size_t 
 	*genp = sh->gen;
 	shared_unlock(&sh->lock);
 	return (len);
+}
+
+void
+shared_ticket_put(const struct shared_ticket_key *k, long long born)
+{
+	struct ticket_share *t = &st->tickets;
+	int next;
+
+	if (shared_lock(&t->lock) != 0)
+		return;
+	next = t->born[t->cur] == 0 ? t->cur : 1 - t->cur;
+	t->k[next] = *k;
+	t->born[next] = born;
+	t->cur = next;
+	shared_unlock(&t->lock);
+}
+
+int
+shared_ticket_get(const unsigned char *name, struct shared_ticket_key *out)
+{
+	struct ticket_share *t = &st->tickets;
+	int i, which = 0;
+
+	if (shared_lock(&t->lock) != 0)
+		return (0);
+	/* The current key first; the previous one only opens. */
+	for (i = 0; i < (name == NULL ? 1 : 2); i++) {
+		int slot = i == 0 ? t->cur : 1 - t->cur;
+
+		if (t->born[slot] == 0 ||
+		    (name != NULL && memcmp(name, t->k[slot].name, sizeof(t->k[slot].name)) != 0))
+			continue;
+		*out = t->k[slot];
+		which = i + 1;
+		break;
+	}
+	shared_unlock(&t->lock);
+	return (which);
+}
+
+long long
+shared_ticket_born(void)
+{
+	struct ticket_share *t = &st->tickets;
+	long long born;
+
+	if (shared_lock(&t->lock) != 0)
+		return (0);
+	born = t->born[t->cur];
+	shared_unlock(&t->lock);
+	return (born);
 }
 
 long long

@@ -22,6 +22,13 @@ struct sockaddr;
 #define SHARED_TOKENS	16
 #define SHARED_TOKEN_MAX 8192
 
+/* A session-ticket key for device TLS (tlsserver.c). */
+struct shared_ticket_key {
+	unsigned char	 name[16];
+	unsigned char	 aes[32];
+	unsigned char	 hmac[32];
+};
+
 /**
  * shared_init():
  * Map the shared memory; 0 or -1. Before it, everything works per process.
@@ -123,6 +130,17 @@ long shared_auth_backoff_left(int slot);
 void shared_upstream_down(int slot, long seconds);
 long shared_upstream_down_left(int slot);
 void shared_upstream_up(int slot);
+
+/**
+ * shared_ticket_put(k, born), shared_ticket_get(name, out), shared_ticket_born():
+ * Make ${k} the key new tickets are sealed with (the one before it still opens them),
+ * made at ${born} (monotonic seconds). Get the current key (${name} NULL: 1, or 0 when
+ * there is none) or the one called ${name}: 1 for the current key, 2 for the previous
+ * one (the ticket should be renewed), 0 for none. When the current key was made.
+ */
+void shared_ticket_put(const struct shared_ticket_key *k, long long born);
+int shared_ticket_get(const unsigned char *name, struct shared_ticket_key *out);
+long long shared_ticket_born(void);
 
 /**
  * shared_tls_put(key, der, len, genp):

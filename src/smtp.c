@@ -379,3 +379,22 @@ smtp_ehlo_reply(const struct smtp_caps *caps, const char *hostname, int show_aut
 	}
 	return (pos);
 }
+
+size_t
+smtp_ehlo_add(char *out, size_t n, size_t size, const char *word)
+{
+	size_t last, wl = strlen(word);
+
+	if (n < 6 || out[n - 2] != '\r' || out[n - 1] != '\n' || n + 4 + wl + 2 >= size)
+		return (0);
+	/* The start of the last line: its "250 " becomes "250-", the new line ends it. */
+	for (last = n - 2; last > 0 && out[last - 1] != '\n'; last--)
+		;
+	if (n - last < 6 || out[last + 3] != ' ')
+		return (0);
+	out[last + 3] = '-';
+	memcpy(out + n, "250 ", 4);
+	memcpy(out + n + 4, word, wl);
+	memcpy(out + n + 4 + wl, "\r\n", 3);
+	return (n + 4 + wl + 2);
+}

@@ -135,4 +135,12 @@ int smtp_caps_parse(const char *reply, size_t len, struct smtp_caps *caps);
 size_t smtp_ehlo_reply(const struct smtp_caps *caps, const char *hostname, int show_auth,
     char *out, size_t size);
 
+/**
+ * smtp_ehlo_add(out, n, size, word):
+ * Append the capability ${word} to the EHLO reply of ${n} bytes in ${out} (its last
+ * line continues, "250 ${word}" ends it; NUL-terminated). The new length, or 0 if
+ * ${size} is too small or ${out} does not end in a "250 " line.
+ */
+size_t smtp_ehlo_add(char *out, size_t n, size_t size, const char *word);
+
 #endif

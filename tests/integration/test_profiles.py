@@ -397,7 +397,12 @@ def test_check_verbose_prints_who_goes_where(tmp_path, certs):
             "[device scanner]\nmatch = 127.0.0.2, ::1\nupstream = m365, default\n"
             "force_sender = scanner@x.test\nrewrite_header_from = yes\n"
             "bare_newline = accept\nmax_recipients = 10\n\n"
-            "[device plcs]\nmatch = 127.0.1.0/24\n" % (ca, ca))
+            "[device plcs]\nmatch = 127.0.1.0/24\n\n"
+            "[listener lan]\nlisten = 127.0.0.1:0\n\n"
+            "[listener tls]\nlisten = [::1]:4650, 127.0.0.1:4650\ntls = implicit\n"
+            "tls_profile = legacy\ncert_file = %s\nkey_file = %s\n\n"
+            "[listener sub]\nlisten = 127.0.0.1:5870\ntls = starttls\nrequire_tls = yes\n"
+            "cert_file = %s\nkey_file = %s\n" % ((ca, ca) + certs["good"] + certs["good"]))
     path = tmp_path / "v.ini"
     path.write_text(text)
     p = subprocess.run([PROXY_BIN, "-t", "-v", "-c", str(path)], capture_output=True,
@@ -427,6 +432,12 @@ def test_check_verbose_prints_who_goes_where(tmp_path, certs):
         "upstreams\n"
         "  default       127.0.0.1:465 implicit, user isp@x.test, auth_mechanism = auto\n"
         "  m365          127.0.0.1:587 starttls, user scanner@x.test, auth_mechanism = login\n"
+        "listeners\n"
+        "  127.0.0.1:0           [listener lan] plaintext\n"
+        "  [::1]:4650            [listener tls] implicit, tls_profile = legacy\n"
+        "  127.0.0.1:4650        [listener tls] implicit, tls_profile = legacy\n"
+        "  127.0.0.1:5870        [listener sub] starttls, tls_profile = intermediate, "
+        "require_tls\n"
         ), p.stdout
     assert "secret" not in p.stdout
     # -v alone is a usage error, not a daemon start that ignores it.

@@ -630,6 +630,36 @@ test_smtp_ehlo_reply_never_offers_starttls_or_chunking(void **state)
 	assert_null(memmem(out, n, "CHUNKING", 8));
 }
 
+/* STARTTLS on a starttls listener: added as the last line, whatever was there before. */
+static void
+test_smtp_ehlo_add_appends_a_last_line(void **state)
+{
+	struct smtp_caps c;
+	char out[1024], small[40];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(caps_of("250-mx\r\n250 PIPELINING\r\n", &c), 0);
+	n = ehlo(&c, 1, out, sizeof(out));
+	n = smtp_ehlo_add(out, n, sizeof(out), "STARTTLS");
+	assert_ehlo_framing(out, n);
+	assert_string_equal(out, "250-proxy.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+
+	/* A one-line reply becomes two. */
+	memset(&c, 0, sizeof(c));
+	n = ehlo(&c, 1, out, sizeof(out));
+	n = smtp_ehlo_add(out, n, sizeof(out), "STARTTLS");
+	assert_ehlo_framing(out, n);
+	assert_string_equal(out, "250-proxy.test\r\n250 STARTTLS\r\n");
+
+	/* No room: 0, nothing half-written past the size. */
+	n = ehlo(&c, 1, small, sizeof(small));
+	assert_int_equal(smtp_ehlo_add(small, n, n + 8, "STARTTLS"), 0);
+	/* Not an EHLO reply. */
+	snprintf(out, sizeof(out), "garbage");
+	assert_int_equal(smtp_ehlo_add(out, 7, sizeof(out), "STARTTLS"), 0);
+}
+
 static void
 test_smtp_ehlo_reply_auth_only_when_asked(void **state)
 {
@@ -756,6 +786,7 @@ main(void)
 		cmocka_unit_test(test_smtp_caps_malformed_auth_fails),
 		cmocka_unit_test(test_smtp_ehlo_reply_never_offers_starttls_or_chunking),
 		cmocka_unit_test(test_smtp_ehlo_reply_auth_only_when_asked),
+		cmocka_unit_test(test_smtp_ehlo_add_appends_a_last_line),
 		cmocka_unit_test(test_smtp_ehlo_reply_old_auth_line_follows_auth),
 		cmocka_unit_test(test_smtp_ehlo_reply_without_capabilities_is_one_line),
 		cmocka_unit_test(test_smtp_ehlo_reply_size_without_limit_and_too_small_buffer),
