@@ -869,8 +869,17 @@ tls_failed(struct upstream *u)
 	SSL *ssl = conn_ssl(u->c);
 	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 	struct tls_report r;
+	char detail[1536];
 
 	upreport_tls(u->rep, ssl);
+	/* Checked first: a pin mismatch also leaves a verify error, its own. */
+	if (ssl != NULL && tlsctx_pin_failed(ssl, detail, sizeof(detail))) {
+		tlsctx_report(ssl, &r);
+		up_fail_more(u, "4.7.0", "upstream key does not match the configured pin", "pin",
+		    detail, "if the provider changed its key or CA on purpose, set pin to one "
+		    "of the chain's pins listed here (after checking them out of band)", &r);
+		return;
+	}
 	if (vr != X509_V_OK && u->up->verify) {
 		/* What the certificate says, so the admin sees why without a debug run. */
 		tlsctx_report(ssl, &r);
@@ -880,7 +889,8 @@ tls_failed(struct upstream *u)
 		return;
 	}
 	up_fail_more(u, "4.7.0", "TLS handshake with upstream failed", "handshake",
-	    conn_error(u->c), u->up->tls == UP_TLS_IMPLICIT && ssl != NULL &&
+	    conn_error(u->c), ssl != NULL && tlsctx_hint(ssl) != NULL ? tlsctx_hint(ssl) :
+	    u->up->tls == UP_TLS_IMPLICIT && ssl != NULL &&
 	    tlsctx_peer_sent_text(ssl) ? HINT_STARTTLS : NULL, NULL);
 }
 
@@ -893,8 +903,11 @@ on_conn(struct upstream *u, int ev)
 			try_next(u);
 		} else if (u->state == UP_TLS)
 			tls_failed(u);
-		else
-			up_fail(u, "4.4.2", "upstream connection failed", "io", conn_error(u->c));
+		else	/* TLS 1.3 refuses a missing client certificate after the handshake */
+			up_fail_more(u, "4.4.2", "upstream connection failed", "io",
+			    conn_error(u->c), conn_ssl(u->c) != NULL &&
+			    strstr(conn_error(u->c), "alert") != NULL ?
+			    tlsctx_hint(conn_ssl(u->c)) : NULL, NULL);
 		return;
 	}
 	if (ev & CONN_EV_CONNECTED) {

@@ -23,10 +23,18 @@ make_ca(dir) writes PEM files into dir and returns {name: (certfile, keyfile)}:
   rsa1024         SAN mail.test on a 1024-bit RSA key
   sha1            SAN mail.test, signed with SHA-1
   manynames       60 SANs (long DNS names and addresses), none of them mail.test
+  client          CN=device-relay.test, extendedKeyUsage clientAuth: a client certificate
+  client_untrusted  the same, signed by the untrusted CA
+
+spki_pin(certfile, index=0) is the curl-style pin ("sha256//" + base64 of the SHA-256 of
+the DER SubjectPublicKeyInfo) of the index-th certificate in a PEM file, computed here
+with the cryptography package, independently of the proxy.
 
 CLI: python3 tests/lib/testca.py DIR
 """
+import base64
 import datetime
+import hashlib
 import ipaddress
 import os
 import sys
@@ -70,7 +78,7 @@ def _cert(subject_cn, key, issuer_cert, issuer_key, *, ca=False, san=None,
          .public_key(key.public_key())
          .serial_number(x509.random_serial_number())
          .not_valid_before(not_before or now - DAY)
-         .not_valid_after(not_after or now + 30 * DAY)
+         .not_valid_after(not_after or now + 90 * DAY)
          .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False))
     if issuer_key is not None and issuer_cert is not None:
         b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
@@ -104,6 +112,16 @@ def _write(dirname, name, certs, key):
                                   serialization.NoEncryption()))
     os.chmod(kf, 0o600)
     return cf, kf
+
+
+def spki_pin(certfile, index=0):
+    """The pin of the index-th certificate of the PEM file certfile."""
+    with open(certfile, "rb") as f:
+        pems = f.read().split(b"-----END CERTIFICATE-----")
+    cert = x509.load_pem_x509_certificate(pems[index] + b"-----END CERTIFICATE-----\n")
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256//" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def make_ca(dirname):
@@ -166,11 +184,19 @@ def make_ca(dirname):
     out["noncaissuer"] = _write(dirname, "noncaissuer",
                                 [_cert("mail.test", k, fake, fk, san=["mail.test"]), fake], k)
 
+    leaf("client", "device-relay.test", ["device-relay.test"],
+         eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+
     ok = _key()
     other_ca = _cert("Untrusted Root CA", ok, None, None, ca=True)
     k = _key()
     out["untrusted"] = _write(dirname, "untrusted",
                               [_cert("mail.test", k, other_ca, ok, san=["mail.test"])], k)
+    k = _key()
+    out["client_untrusted"] = _write(
+        dirname, "client_untrusted", [_cert("device-relay.test", k, other_ca, ok,
+                                            san=["device-relay.test"],
+                                            eku=[ExtendedKeyUsageOID.CLIENT_AUTH])], k)
     return out
 
 
