@@ -129,10 +129,10 @@ valgrind: $(BIN)
 	  cat $(BUILD)/valgrind/vg.*.log; echo "valgrind: errors above"; exit 1; fi
 	@echo "valgrind: 0 errors"
 
-SUITES := $(wildcard tests/integration tests/adversarial tests/service tests/e2e)
+SUITES := $(wildcard tests/integration tests/adversarial tests/service tests/e2e tests/bench)
 
 # One pytest per suite: each has its own conftest.
-check: all
+check: all bench-bins
 	$(MAKE) unit
 	@set -e; for s in $(SUITES); do echo "== $$s"; PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) $$s; done
 
@@ -148,8 +148,8 @@ demo: deps
 
 # `make bench`: the load client and TLS sink of tests/bench, then the driver (see its
 # header). BENCH=full (default, under ten minutes), quick (under one), smoke (seconds);
-# BENCH_REUSE=N adds a column with [upstream] reuse = N. Not part of `make test`: the
-# figures depend on the machine.
+# BENCH_REUSE=N adds a column with [upstream] reuse = N. No figure is timed in `make test`:
+# it runs tests/bench/test_smoke.py, a BENCH=smoke run that checks the harness works.
 BENCH        ?= full
 BENCH_BINS   := $(BUILD)/bench/loadgen $(BUILD)/bench/sink
 
