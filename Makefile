@@ -50,7 +50,10 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 #   systemd-analyze: systemd; postfix, saslpasswd2 and SASL PLAIN/LOGIN: postfix,
 #   sasl2-bin, libsasl2-modules; scraping the metrics endpoint: curl; promtool (checks
 #   the exposition format and conf/alerts.example.yml): prometheus, Debian's only package
-#   of it (about 95 MB installed, the server comes along; its service is not needed).
+#   of it (about 95 MB installed, the server comes along; its service is not needed);
+#   the load balancer in front of two instances (tests/e2e/test_haproxy.py, and
+#   `haproxy -c` on conf/haproxy.cfg.example): haproxy (its service, on Debian's default
+#   config, listens nowhere; the test runs its own in the foreground).
 # OAuth2: libcurl (HTTPS to the token endpoint, its multi interface on our libev loop) and
 # jansson (the endpoint's JSON): Debian's, kept, and made for exactly this.
 DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev \
@@ -59,7 +62,7 @@ DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-crypt
               swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
               postfix sasl2-bin libsasl2-modules clang libclang-rt-dev valgrind \
               iproute2 util-linux mount systemd groff-base man-db strace curl prometheus \
-              stunnel4
+              stunnel4 haproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps test check unit integration adversarial service e2e valgrind demo clean fresh-check \
