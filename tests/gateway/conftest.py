@@ -105,7 +105,7 @@ def gateway_sections(certs, up=None, more=None, proxy=None, upstream=None, liste
     named upstream) at SERVER_EXTRA4:587, and `more` sections ({"intercept NAME": {...}})."""
     s = {
         "proxy": {"hostname": "gateway.test",
-                  "allow": "%s/24, %s/64" % (netns.GW_DEV4, netns.GW_DEV6), "timeout": "20"},
+                  "allow": "%s, %s" % (netns.DEVICE_NET4, netns.DEVICE_NET6), "timeout": "20"},
         "upstream": {"host": netns.SERVER_EXTRA4, "port": "587", "tls": "starttls",
                      "server_name": "mail.test", "verify": "yes",
                      "ca_file": certs["ca"][0]},

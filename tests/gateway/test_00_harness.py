@@ -161,3 +161,21 @@ def test_topology_destroy_removes_namespaces_and_processes():
         t.destroy()
     assert p.wait(10) == -9
     assert not any(os.path.exists(h.path) for h in t.hosts)
+
+
+def test_daemon_runs_on_gateway_and_relays_device_mail(gw, server, gateway_proxy, device):
+    """The daemon started through `ip netns exec` serves on the gateway: the device, talking
+    to the gateway's address directly (no rule, a plain listener), gets its message to
+    [upstream] on the server host over TLS. (The plumbing the interception tests rely on,
+    independent of transparent mode.)"""
+    up = server(addr=netns.SERVER_EXTRA4, port=587)
+    p = gateway_proxy(listener={"transparent": None})
+    c = device(netns.GW_DEV4, TPORT)
+    assert c.read_reply().code == 220
+    r = c.send_mail("printer@example.test", ["office@example.test"], b"Subject: t\r\n\r\nx\r\n.\r\n")
+    assert r.code == 250, r.raw
+    c.cmd("QUIT")
+    assert up.wait_messages(1, 20)
+    assert up.connections[0].tls and up.connections[0].peer[0] == netns.GW_SRV4
+    o = p.wait_event("session.open", timeout=20)
+    assert o and o[0]["client"].startswith(netns.DEVICE4 + ":"), p.stderr()[-3000:]

@@ -48,6 +48,8 @@ SERVER4, SERVER6 = "203.0.113.25", "2001:db8:2::25"
 # host with no rule (addresses the device can send to but no [intercept] covers).
 SERVER_EXTRA4, SERVER_EXTRA6 = "203.0.113.50", "2001:db8:2::50"
 UNRULED4 = "198.51.100.7"
+DEVICE_NET4, DEVICE_NET6 = "192.0.2.0/24", "2001:db8:1::/64"
+SERVER_NET4, SERVER_NET6 = "203.0.113.0/24", "2001:db8:2::/64"
 
 # Linux ABI constants Python's socket module does not export.
 SO_ORIGINAL_DST = 80            # SOL_IP, netfilter_ipv4.h
