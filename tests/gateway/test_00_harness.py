@@ -7,6 +7,7 @@ device's port-25 connections to a listener on the gateway, and that such a liste
 read the original destination the way the daemon must.
 """
 import os
+import re
 import smtplib
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import time
 import pytest
 
 import netns
-from conftest import TPORT
+from conftest import REPO, TPORT
 
 FAMILIES = [pytest.param(socket.AF_INET, netns.SERVER4, netns.DEVICE4, id="ipv4"),
             pytest.param(socket.AF_INET6, netns.SERVER6, netns.DEVICE6, id="ipv6")]
@@ -62,20 +63,21 @@ def _intercepted(gw, mode, family, dst, src):
         finally:
             c.close()
         with a:
-            orig = netns.original_dst(a) if mode == "redirect" else None
+            orig = netns.original_dst(a) if mode != "tproxy" else None
             return peer[:2], a.getsockname()[:2], orig
     finally:
         lsock.close()
 
 
+@pytest.mark.parametrize("mode", ["redirect", "dnat"])
 @pytest.mark.parametrize("family,dst,src", FAMILIES)
-def test_redirect_hands_connection_to_listener_with_original_destination(gw, server, family,
-                                                                           dst, src):
-    """nft `redirect`: the gateway's listener gets the device's connection to the server's
-    port 25 (the server gets nothing), addressed to the gateway itself, and
+def test_nat_hands_connection_to_listener_with_original_destination(gw, server, family, dst,
+                                                                    src, mode):
+    """nft `redirect` / `dnat`: the gateway's listener gets the device's connection to the
+    server's port 25 (the server gets nothing), addressed to the gateway itself, and
     SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST gives the server's address and port."""
     up = server(addr=dst)
-    peer, local, orig = _intercepted(gw, "redirect", family, dst, src)
+    peer, local, orig = _intercepted(gw, mode, family, dst, src)
     assert peer[0] == src
     assert local == ((netns.GW_DEV4 if family == socket.AF_INET else netns.GW_DEV6), TPORT)
     assert orig == (dst, 25)
@@ -97,7 +99,7 @@ def test_tproxy_hands_connection_to_transparent_socket_as_original_destination(g
 
 
 @pytest.mark.parametrize("mode,transparent", [("tproxy", False), ("tproxy", None),
-                                               ("redirect", None)])
+                                               ("redirect", None), ("dnat", None)])
 def test_interception_fails_closed_without_listener(gw, server, mode, transparent):
     """With the rules installed but no proxy to take the connection (none listening, or
     under tproxy a listener without IP_TRANSPARENT, which the tproxy rule ignores), the
@@ -179,3 +181,22 @@ def test_daemon_runs_on_gateway_and_relays_device_mail(gw, server, gateway_proxy
     assert up.connections[0].tls and up.connections[0].peer[0] == netns.GW_SRV4
     o = p.wait_event("session.open", timeout=20)
     assert o and o[0]["client"].startswith(netns.DEVICE4 + ":"), p.stderr()[-3000:]
+
+
+def test_readme_shows_the_rules_these_tests_load():
+    """README's "Transparent interception" snippets are, byte for byte, the rulesets and
+    routes this suite installs (lan0, port 10025), so what an admin copies is what was
+    tested."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    sec = text[text.index("## Transparent interception"):]
+    sec = sec[:sec.index("\n## ")]
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```$", sec, re.S | re.M)
+    t = netns.Topology()
+    for rules in (t.redirect_rules(TPORT), t.tproxy_rules(TPORT)):
+        assert rules in blocks
+    routes = "".join("ip %s\n" % " ".join(r) for r in t.TPROXY_ROUTES)
+    assert routes in blocks
+    assert "dnat ip to %s:%d" % (netns.GW_DEV4, TPORT) in sec
+    assert "dnat ip6 to [%s]:%d" % (netns.GW_DEV6, TPORT) in sec
+    assert "dnat ip to %s:%d" % (netns.GW_DEV4, TPORT) in t.dnat_rules(TPORT)

@@ -68,7 +68,7 @@ def one_session(proxy, event, **match):
     return got[0]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES + ["dnat"])
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 def test_device_plaintext_arrives_as_tls_at_original_server(gw, server, gateway_proxy, mode,
                                                             family):
@@ -230,17 +230,18 @@ def test_no_matching_rule_554_and_logged(gw, server, gateway_proxy, device, mode
     assert up.connections == []
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode,port", [("redirect", 25), ("tproxy", 25), ("redirect", TPORT)])
 def test_original_destination_is_the_proxy_itself_554_loop(gw, server, gateway_proxy, device,
-                                                           mode):
-    """The device sends to the gateway's own address: with a catch-all `original` rule the
-    proxy would connect to itself; it refuses with 554, reason=loop."""
+                                                           mode, port):
+    """The device sends to the gateway's own address (port 25, intercepted; or straight to
+    the transparent listener's port, so no rule rewrote it): with a catch-all `original`
+    rule the proxy would connect to itself; it refuses with 554, reason=loop."""
     gw.intercept(mode, TPORT)
-    p = gateway_proxy(more={"intercept all": intercept("0.0.0.0/0:25")})
-    c = device(netns.GW_DEV4)
+    p = gateway_proxy(more={"intercept all": intercept("0.0.0.0/0")})
+    c = device(netns.GW_DEV4, port)
     g = c.read_reply()
     assert g.code == 554, g.raw
-    one_session(p, "session.deny", reason="loop", orig_dst="%s:25" % netns.GW_DEV4)
+    one_session(p, "session.deny", reason="loop", orig_dst="%s:%d" % (netns.GW_DEV4, port))
     assert len(p.events("session.open")) <= 1
 
 

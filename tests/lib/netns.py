@@ -297,6 +297,17 @@ class Topology:
                 "\t}\n" % (NFT_TABLE, iif, dport, port)
                 + self.FORWARD_CHAIN % (iif, dport) + "}\n")
 
+    def dnat_rules(self, port, dport=25, iif=LAN_IF):
+        """As redirect_rules, with dnat to the gateway's device-side addresses (one rule per
+        family: an address needs one)."""
+        return ("table inet %s {\n"
+                "\tchain prerouting {\n"
+                "\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
+                "\t\tiifname \"%s\" tcp dport %d dnat ip to %s:%d\n"
+                "\t\tiifname \"%s\" tcp dport %d dnat ip6 to [%s]:%d\n"
+                "\t}\n" % (NFT_TABLE, iif, dport, GW_DEV4, port, iif, dport, GW_DEV6, port)
+                + self.FORWARD_CHAIN % (iif, dport) + "}\n")
+
     def tproxy_rules(self, port, dport=25, iif=LAN_IF):
         """The ruleset that hands the device side's tcp/dport to a transparent socket on
         `port` without rewriting it (the accepted socket's local address is the original
@@ -316,14 +327,14 @@ class Topology:
                       "table", str(TPROXY_TABLE)))
 
     def intercept(self, mode, port, dport=25, extra=""):
-        """Install the gateway's interception: mode "redirect" or "tproxy" (with its
-        policy routing) of the device's tcp/dport to `port`; `extra` is more nft text
-        (e.g. an output chain). Replaces what an earlier call installed."""
-        assert mode in ("redirect", "tproxy")
+        """Install the gateway's interception: mode "redirect", "dnat" or "tproxy" (with
+        its policy routing) of the device's tcp/dport to `port`; `extra` is more nft text
+        (e.g. an output chain). Replaces what an earlier call installed; returns the
+        ruleset."""
+        rules = {"redirect": self.redirect_rules, "dnat": self.dnat_rules,
+                 "tproxy": self.tproxy_rules}[mode](port, dport)
         self.clear_intercept()
         g = self.gateway
-        rules = self.redirect_rules(port, dport) if mode == "redirect" else \
-            self.tproxy_rules(port, dport)
         if mode == "tproxy":
             for r in self.TPROXY_ROUTES:
                 g.ip(*r)
