@@ -35,6 +35,7 @@ typedef const char *(*setter)(struct config *, char *obj, const char *);
 
 static const char *set_listen(struct config *, char *, const char *);
 static const char *set_listener_listen(struct config *, char *, const char *);
+static const char *set_proxy_from(struct config *, char *, const char *);
 static const char *set_hostname(struct config *, char *, const char *);
 static const char *set_allow(struct config *, char *, const char *);
 static const char *set_match(struct config *, char *, const char *);
@@ -120,6 +121,9 @@ static const struct key_name profile_names[] = {
 	{ "modern", TLS_PROFILE_MODERN }, { "intermediate", TLS_PROFILE_INTERMEDIATE },
 	{ "legacy", TLS_PROFILE_LEGACY }, { NULL, 0 }
 };
+static const struct key_name proxy_protocol_names[] = {
+	{ "no", 0 }, { "v1", 1 }, { "v2", 2 }, { NULL, 0 }
+};
 static const struct key_name level_names[] = {
 	{ "error", L_ERROR }, { "warn", L_WARN }, { "info", L_INFO }, { "debug", L_DEBUG },
 	{ NULL, 0 }
@@ -204,6 +208,8 @@ static const struct key keys[] = {
 	PATH("listener", "key_file", "", L(key_file)),
 	ENUM("listener", "tls_profile", "intermediate", L(profile), profile_names, NULL),
 	BOOL("listener", "require_tls", "no", L(require_tls)),
+	ENUM("listener", "proxy_protocol", "no", L(proxy_protocol), proxy_protocol_names, NULL),
+	FUNC("listener", "proxy_from", "", set_proxy_from),
 	FUNC("metrics", "listen", "", set_metrics_listen),
 	FUNC("metrics", "allow", "127.0.0.0/8, ::1/128", set_metrics_allow),
 	ENUM("log", "level", "info", C(log_level), level_names, NULL),
@@ -390,6 +396,18 @@ set_metrics_allow(struct config *c, char *obj, const char *v)
 {
 	(void)obj;
 	return (cidr_list(v, c->metrics_allow, CONFIG_MAX_ALLOW, &c->nmetrics_allow));
+}
+
+static const char *
+set_proxy_from(struct config *c, char *obj, const char *v)
+{
+	struct listener_conf *lc = (struct listener_conf *)obj;
+
+	(void)c;
+	lc->nproxy_from = 0;
+	if (v[0] == '\0')
+		return (NULL);
+	return (cidr_list(v, lc->proxy_from, CONFIG_MAX_ALLOW, &lc->nproxy_from));
 }
 
 static const char *

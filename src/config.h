@@ -52,6 +52,9 @@ struct listener_conf {
 	char		 key_file[PATH_MAX];
 	enum tls_profile profile;
 	int		 require_tls;		/* starttls: no MAIL, RCPT, DATA, AUTH before it */
+	int		 proxy_protocol;	/* 0: none; 1 or 2: the PROXY header version */
+	struct cidr	 proxy_from[CONFIG_MAX_ALLOW];	/* balancers allowed to send it */
+	size_t		 nproxy_from;
 	struct tlsserver *tls_ctx;		/* loaded with the config; NULL for tls = none */
 };
 

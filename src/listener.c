@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netdb.h>
+#include <poll.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include "listener.h"
 #include "log.h"
 #include "parse.h"
+#include "proxyproto.h"
 #include "route.h"
 #include "session.h"
 #include "shared.h"
@@ -45,6 +47,7 @@ struct listeners {
 	struct ev_loop	*loop;		/* NULL in the main process: it does not accept */
 	struct config	*cfg;
 	struct lsock	*list;
+	struct pphold	*holds;		/* connections whose PROXY header is awaited */
 	ev_timer	 backoff;	/* accepting paused: out of descriptors */
 };
 
@@ -102,8 +105,8 @@ refuse(int fd, const char *reply)
  * gets a close; the log line says why.
  */
 static void
-deny(struct lsock *li, enum log_level level, int fd, const char *client, const char *reason,
-    const char *code, const char *text)
+deny(struct lsock *li, enum log_level level, int fd, const char *client, const char *via,
+    const char *reason, const char *code, const char *text)
 {
 	char reply[400];
 	struct logline l;
@@ -111,6 +114,8 @@ deny(struct lsock *li, enum log_level level, int fd, const char *client, const c
 
 	log_begin(&l, level, NULL, "session.deny");
 	log_str(&l, "client", client);
+	if (via[0] != '\0')
+		log_str(&l, "via", via);
 	if (li->lname[0] != '\0')
 		log_str(&l, "listener", li->lname);
 	log_str(&l, "reason", reason);
@@ -146,7 +151,8 @@ session_done(void *arg, const struct sockaddr *peer)
  * password only brings the account closer to the provider's lock-out.
  */
 static int
-auth_backoff(struct lsock *li, const struct device_conf *dev, int fd, const char *client)
+auth_backoff(struct lsock *li, const struct device_conf *dev, int fd, const char *client,
+    const char *via)
 {
 	struct listeners *ls = li->owner;
 	const struct upstream_conf *up;
@@ -164,8 +170,223 @@ auth_backoff(struct lsock *li, const struct device_conf *dev, int fd, const char
 	}
 	snprintf(text, sizeof(text), "Upstream login refused, not retrying for %ld s", left);
 	/* info: auth.backoff said it once at warn; a line per device would drown it. */
-	deny(li, L_INFO, fd, client, "auth_backoff", "421 4.7.0", text);
+	deny(li, L_INFO, fd, client, via, "auth_backoff", "421 4.7.0", text);
 	return (1);
+}
+
+/*
+ * The gate in front of every session, for client ${ss} (the socket's peer, or what a
+ * balancer's PROXY header says; then ${via} is the balancer): allow list, login
+ * back-off, max_sessions, per-client and upstream limits. Takes ${fd}.
+ */
+static void
+admit(struct lsock *li, int fd, const struct sockaddr_storage *ss,
+    const struct sockaddr_storage *balancer)
+{
+	struct listeners *ls = li->owner;
+	const struct device_conf *dev;
+	const struct sockaddr *sa = (const struct sockaddr *)ss;
+	char client[80], via[80] = "";
+
+	parse_addr_str(sa, client, sizeof(client));
+	if (balancer != NULL)
+		parse_addr_str((const struct sockaddr *)balancer, via, sizeof(via));
+	if (!cidr_match(ls->cfg->allow, ls->cfg->nallow, sa)) {
+		deny(li, L_WARN, fd, client, via, "allow", "554 5.7.1", "Access denied");
+		return;
+	}
+	dev = route_device(ls->cfg, sa);
+	if (auth_backoff(li, dev, fd, client, via))
+		return;
+	if (!shared_session_enter((long)ls->cfg->max_sessions)) {
+		deny(li, L_WARN, fd, client, via, "max_sessions", "421 4.3.2",
+		    "Too many connections, try again later");
+		return;
+	}
+	if (!shared_client_enter(sa, (long)route_limits(ls->cfg, dev)->max_sessions_per_client)) {
+		shared_session_leave();
+		deny(li, L_WARN, fd, client, via, "max_sessions_per_client", "421 4.7.0",
+		    "Too many connections from your address, try again later");
+		return;
+	}
+	/*
+	 * Every session prepares its upstream at once (connect, TLS, login) and
+	 * holds it until it ends, idle or not: the provider caps sessions per
+	 * account, so devices over the cap are refused here, not there.
+	 */
+	if (upstreams_full(ls->cfg, dev)) {
+		shared_client_leave(sa);
+		shared_session_leave();
+		deny(li, L_WARN, fd, client, via, "upstream_busy", "421 4.3.2",
+		    "Too many upstream connections, try again later");
+		return;
+	}
+	if (session_start(ls->loop, ls->cfg, li->lc, fd, sa, via, session_done, ls) == NULL) {
+		shared_client_leave(sa);
+		shared_session_leave();
+		log_simple(L_ERROR, "session.start", "out of memory");
+		return;
+	}
+	shared_m_session(li->midx);
+}
+
+/* ---- the PROXY protocol header, read before anything else (proxy_protocol) ---- */
+
+/* The whole header must be in within this; a balancer sends it with the connection. */
+#define PROXY_TIMEOUT	5.
+/* An incomplete header stays readable: look again this much later, not in a spin. */
+#define PROXY_REPOLL	0.02
+
+struct pphold {
+	ev_io		 io;
+	ev_timer	 deadline, repoll;
+	int		 fd;
+	struct lsock	*li;
+	struct sockaddr_storage peer;	/* the balancer */
+	struct pphold	*prev, *next;
+};
+
+static void
+hold_free(struct pphold *h, int close_fd)
+{
+	struct listeners *ls = h->li->owner;
+
+	ev_io_stop(ls->loop, &h->io);
+	ev_timer_stop(ls->loop, &h->deadline);
+	ev_timer_stop(ls->loop, &h->repoll);
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		ls->holds = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
+	if (close_fd)
+		close(h->fd);
+	free(h);
+}
+
+/* Closed before a word of SMTP: nothing to tell a sender that is not a balancer. */
+static void
+hold_fail(struct pphold *h, const char *reason, const char *detail)
+{
+	char peer[80];
+	struct logline l;
+
+	parse_addr_str((struct sockaddr *)&h->peer, peer, sizeof(peer));
+	log_begin(&l, L_WARN, NULL, "proxy.header");
+	log_str(&l, "client", peer);
+	log_str(&l, "listener", h->li->lname);
+	log_str(&l, "reason", reason);
+	if (detail != NULL)
+		log_str(&l, "detail", detail);
+	log_end(&l);
+	shared_m_refused("proxy_header");
+	hold_free(h, 1);
+}
+
+static void
+hold_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct pphold *h = w->data;
+	struct sockaddr_storage client, via;
+	unsigned char buf[PROXYPROTO_MAX];
+	struct proxyproto pp;
+	char why[128];
+	ssize_t n;
+	int r, fd;
+
+	(void)revents;
+	/* Peek: the client's own first bytes stay in the socket for the session. */
+	if ((n = recv(h->fd, buf, sizeof(buf), MSG_PEEK)) < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			hold_fail(h, "closed", strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		hold_fail(h, "closed", "connection closed before the header was complete");
+		return;
+	}
+	r = proxyproto_parse(buf, (size_t)n, h->li->lc->proxy_protocol, &pp, why, sizeof(why));
+	if (r < 0) {
+		hold_fail(h, strstr(why, "longer") != NULL ? "too-long" :
+		    strstr(why, "unsupported") != NULL ? "unsupported" : "malformed", why);
+		return;
+	}
+	if (r == 0) {
+		struct pollfd pfd = { h->fd, POLLRDHUP, 0 };
+
+		/* A peek cannot see the FIN behind the bytes: ask whether it came. */
+		if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			hold_fail(h, "closed", "connection closed before the header was complete");
+			return;
+		}
+		ev_io_stop(loop, &h->io);
+		ev_timer_start(loop, &h->repoll);
+		return;
+	}
+	if (recv(h->fd, buf, pp.len, 0) != (ssize_t)pp.len) {
+		hold_fail(h, "closed", "the header could not be read again");
+		return;
+	}
+	via = h->peer;
+	client = pp.local ? h->peer : pp.src;
+	fd = h->fd;
+	{
+		struct lsock *li = h->li;
+
+		hold_free(h, 0);
+		admit(li, fd, &client, &via);
+	}
+}
+
+static void
+hold_repoll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pphold *h = w->data;
+
+	(void)revents;
+	ev_io_start(loop, &h->io);
+}
+
+static void
+hold_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	hold_fail(w->data, "timeout", "no complete header within 5 s");
+}
+
+/* A connection on a proxy_protocol listener: only a balancer, and its header first. */
+static void
+hold_start(struct lsock *li, int fd, const struct sockaddr_storage *ss)
+{
+	struct listeners *ls = li->owner;
+	struct pphold *h;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		log_simple(L_ERROR, "session.start", "out of memory");
+		close(fd);
+		return;
+	}
+	h->fd = fd;
+	h->li = li;
+	h->peer = *ss;
+	h->next = ls->holds;
+	if (ls->holds != NULL)
+		ls->holds->prev = h;
+	ls->holds = h;
+	if (!cidr_match(li->lc->proxy_from, li->lc->nproxy_from, (const struct sockaddr *)ss)) {
+		hold_fail(h, "not-allowed", "not in proxy_from");
+		return;
+	}
+	ev_io_init(&h->io, hold_read, fd, EV_READ);
+	h->io.data = h;
+	ev_timer_init(&h->deadline, hold_timeout, PROXY_TIMEOUT, 0.);
+	h->deadline.data = h;
+	ev_timer_init(&h->repoll, hold_repoll, PROXY_REPOLL, 0.);
+	h->repoll.data = h;
+	ev_io_start(ls->loop, &h->io);
+	ev_timer_start(ls->loop, &h->deadline);
 }
 
 static void
@@ -173,12 +394,11 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct lsock *li = w->data;
 	struct listeners *ls = li->owner;
-	const struct device_conf *dev;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	char client[80];
 	int fd, i;
 
+	(void)loop;
 	(void)revents;
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		sl = sizeof(ss);
@@ -195,46 +415,10 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			log_simple(L_ERROR, "listener.accept", strerror(errno));
 			return;
 		}
-		parse_addr_str((struct sockaddr *)&ss, client, sizeof(client));
-		if (!cidr_match(ls->cfg->allow, ls->cfg->nallow, (struct sockaddr *)&ss)) {
-			deny(li, L_WARN, fd, client, "allow", "554 5.7.1", "Access denied");
-			continue;
-		}
-		dev = route_device(ls->cfg, (struct sockaddr *)&ss);
-		if (auth_backoff(li, dev, fd, client))
-			continue;
-		if (!shared_session_enter((long)ls->cfg->max_sessions)) {
-			deny(li, L_WARN, fd, client, "max_sessions", "421 4.3.2",
-			    "Too many connections, try again later");
-			continue;
-		}
-		if (!shared_client_enter((struct sockaddr *)&ss,
-		    (long)route_limits(ls->cfg, dev)->max_sessions_per_client)) {
-			shared_session_leave();
-			deny(li, L_WARN, fd, client, "max_sessions_per_client", "421 4.7.0",
-			    "Too many connections from your address, try again later");
-			continue;
-		}
-		/*
-		 * Every session prepares its upstream at once (connect, TLS, login) and
-		 * holds it until it ends, idle or not: the provider caps sessions per
-		 * account, so devices over the cap are refused here, not there.
-		 */
-		if (upstreams_full(ls->cfg, dev)) {
-			shared_client_leave((struct sockaddr *)&ss);
-			shared_session_leave();
-			deny(li, L_WARN, fd, client, "upstream_busy", "421 4.3.2",
-			    "Too many upstream connections, try again later");
-			continue;
-		}
-		if (session_start(loop, ls->cfg, li->lc, fd, (struct sockaddr *)&ss,
-		    session_done, ls) == NULL) {
-			shared_client_leave((struct sockaddr *)&ss);
-			shared_session_leave();
-			log_simple(L_ERROR, "session.start", "out of memory");
-			continue;
-		}
-		shared_m_session(li->midx);
+		if (li->lc != NULL && li->lc->proxy_protocol != 0)
+			hold_start(li, fd, &ss);
+		else
+			admit(li, fd, &ss, NULL);
 	}
 }
 
@@ -524,6 +708,8 @@ listeners_close(struct listeners *ls)
 
 	if (ls->loop != NULL)
 		ev_timer_stop(ls->loop, &ls->backoff);
+	while (ls->holds != NULL)
+		hold_free(ls->holds, 1);
 	for (li = ls->list; li != NULL; li = next) {
 		next = li->next;
 		lsock_free(ls, li);

@@ -603,7 +603,7 @@ prepare(struct session *s)
 
 struct session *
 session_start(struct ev_loop *loop, struct config *cfg, const struct listener_conf *lc,
-    int fd, const struct sockaddr *peer, session_done_cb *done, void *arg)
+    int fd, const struct sockaddr *peer, const char *via, session_done_cb *done, void *arg)
 {
 	struct session *s;
 	struct logline l;
@@ -640,6 +640,8 @@ session_start(struct ev_loop *loop, struct config *cfg, const struct listener_co
 	nsessions++;
 	log_begin(&l, L_INFO, s->sid, "session.open");
 	log_str(&l, "client", s->client);
+	if (via != NULL && via[0] != '\0')
+		log_str(&l, "via", via);
 	if (lc != NULL)
 		log_str(&l, "listener", lc->name);
 	log_end(&l);

@@ -13,14 +13,15 @@ struct session;
 typedef void session_done_cb(void *arg, const struct sockaddr *peer);
 
 /**
- * session_start(loop, cfg, lc, fd, peer, done, arg):
- * Run an SMTP session for the socket ${fd} (ownership taken) accepted from ${peer} on
- * listener ${lc} (NULL: [proxy] listen): TLS first on an implicit listener, then
+ * session_start(loop, cfg, lc, fd, peer, via, done, arg):
+ * Run an SMTP session for the socket ${fd} (ownership taken) of client ${peer} on
+ * listener ${lc} (NULL: [proxy] listen), through balancer ${via} ("" or NULL: none;
+ * a PROXY header named ${peer}): TLS first on an implicit listener, then
  * prepare the upstream, greet, relay. ${done} is called when it ends.
  * NULL (and ${fd} closed) if out of memory.
  */
 struct session *session_start(struct ev_loop *loop, struct config *cfg,
-    const struct listener_conf *lc, int fd, const struct sockaddr *peer,
+    const struct listener_conf *lc, int fd, const struct sockaddr *peer, const char *via,
     session_done_cb *done, void *arg);
 
 /**
