@@ -8,6 +8,7 @@ mail server is the test upstream on the server host, which records whether the s
 got was TLS and who it came from (the gateway's address: the proxy's own connection).
 """
 import os
+import re
 import smtplib
 import subprocess
 import tempfile
@@ -15,7 +16,7 @@ import tempfile
 import pytest
 
 import netns
-from conftest import PROXY_BIN, TPORT
+from conftest import PROXY_BIN, REPO, TPORT
 
 BODY = b"Subject: from the printer\r\n\r\nscan attached\r\n"
 MODES = ["redirect", "tproxy"]
@@ -281,3 +282,20 @@ def test_allow_applies_to_transparent_listener(gw, server, gateway_proxy, device
     assert c.read_reply().code == 554
     one_session(p, "session.deny", reason="allow")
     assert up.connections == []
+
+
+def test_readme_example_configuration_passes_check(tmp_path):
+    """The README's example for a gateway is a configuration `-t` accepts (its password file
+    made here)."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    sec = text[text.index("## Transparent interception"):]
+    ini = re.search(r"^```ini\n(.*?)^```$", sec, re.S | re.M).group(1)
+    pw = tmp_path / "provider.password"
+    pw.write_text("secret\n")
+    assert "/etc/smtp-tls-proxy/provider.password" in ini
+    conf = tmp_path / "gateway.ini"
+    conf.write_text(ini.replace("/etc/smtp-tls-proxy/provider.password", str(pw)))
+    p = subprocess.run([PROXY_BIN, "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode == 0 and "configuration OK" in p.stdout + p.stderr, p.stdout + p.stderr
