@@ -218,4 +218,6 @@ config_check(struct loader *ld)
 	ld->cur_kind = NULL;
 	ld->cur_lines = NULL;
 	config_check_devices(ld);
+	if (ld->nerr == 0)
+		config_check_intercepts(ld);
 }

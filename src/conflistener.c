@@ -77,6 +77,10 @@ check_proxy_protocol(struct loader *ld, const struct listener_conf *lc)
 		config_err(ld, LINE("proxy_protocol"), "[listener %s] proxy_protocol = v%d needs "
 		    "proxy_from: the balancers allowed to send the header (anyone else could "
 		    "claim any client address)", lc->name, lc->proxy_protocol);
+	else if (lc->proxy_protocol != 0 && lc->transparent)
+		config_err(ld, LINE("transparent"), "[listener %s] transparent and proxy_protocol "
+		    "cannot be combined: the original destination is this socket's, not the "
+		    "balancer's", lc->name);
 	else if (lc->proxy_protocol == 0 && lc->nproxy_from > 0)
 		config_warn(ld, LINE("proxy_from"), "[listener %s] proxy_from is set but "
 		    "proxy_protocol = no: not used", lc->name);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netdb.h>
+#include <ifaddrs.h>
 #include <poll.h>
 
 #include <errno.h>
@@ -174,6 +175,142 @@ auth_backoff(struct lsock *li, const struct device_conf *dev, int fd, const char
 	return (1);
 }
 
+/* getsockopt() names for the destination before NAT (linux/netfilter_ipv4.h, ip6_tables.h). */
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST		80
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST	80
+#endif
+
+/*
+ * Where an intercepted device was going: before nftables' redirect or DNAT (conntrack
+ * remembers it), or, for a TPROXY'd connection, the accepted socket's own address.
+ */
+static int
+original_destination(int fd, struct sockaddr_storage *dst)
+{
+	socklen_t sl = sizeof(*dst);
+	struct sockaddr_storage local;
+	socklen_t ll = sizeof(local);
+
+	if (getsockname(fd, (struct sockaddr *)&local, &ll) != 0)
+		return (-1);
+	memset(dst, 0, sizeof(*dst));
+	if (local.ss_family == AF_INET &&
+	    getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, dst, &sl) == 0)
+		return (0);
+	sl = sizeof(*dst);
+	if (local.ss_family == AF_INET6 &&
+	    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, dst, &sl) == 0)
+		return (0);
+	*dst = local;
+	return (0);
+}
+
+/* Is ${a} (with its port) one of this machine's addresses? Read once per process. */
+static int
+is_local_addr(const struct sockaddr *a)
+{
+	static struct ifaddrs *ifs;
+	static int loaded;
+	const struct ifaddrs *i;
+
+	if (!loaded) {
+		loaded = 1;
+		if (getifaddrs(&ifs) != 0)
+			ifs = NULL;
+	}
+	for (i = ifs; i != NULL; i = i->ifa_next) {
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != a->sa_family)
+			continue;
+		if (a->sa_family == AF_INET &&
+		    ((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr)
+			return (1);
+		if (a->sa_family == AF_INET6 &&
+		    memcmp(&((const struct sockaddr_in6 *)(const void *)i->ifa_addr)->sin6_addr,
+		    &((const struct sockaddr_in6 *)(const void *)a)->sin6_addr, 16) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * A connection that would come back to the proxy: its destination is one of our own
+ * listening sockets (a device sent to the proxy's port directly, or a rule redirects
+ * the proxy's own address), or it comes from this machine (the rules catch the proxy's
+ * own outbound connections). Relaying it would connect to ourselves without end.
+ */
+static int
+is_loop(const struct lsock *li, const struct sockaddr *dst, const struct sockaddr *peer)
+{
+	const struct lsock *o;
+	char d[80], port[8];
+	const char *colon;
+
+	parse_addr_str(dst, d, sizeof(d));
+	if ((colon = strrchr(d, ':')) == NULL)
+		return (0);
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	for (o = li->owner->list; o != NULL; o = o->next) {
+		const char *oc = strrchr(o->name, ':');
+
+		if (strcmp(o->name, d) == 0)
+			return (1);
+		/* A wildcard socket is every local address on its port. */
+		if (oc != NULL && strcmp(oc + 1, port) == 0 && (strncmp(o->name, "0.0.0.0:", 8) == 0 ||
+		    strncmp(o->name, "[::]:", 5) == 0) && is_local_addr(dst))
+			return (1);
+	}
+	return (is_local_addr(peer));
+}
+
+/* Deny on a transparent listener, with where the device was going. */
+static void
+deny_intercept(struct lsock *li, int fd, const char *client, const char *dst,
+    const char *reason, const char *text)
+{
+	char reply[400];
+	struct logline l;
+
+	log_begin(&l, L_WARN, NULL, "session.deny");
+	log_str(&l, "client", client);
+	log_str(&l, "listener", li->lname);
+	log_str(&l, "orig_dst", dst);
+	log_str(&l, "reason", reason);
+	log_end(&l);
+	shared_m_refused(reason);
+	snprintf(reply, sizeof(reply), "554 5.7.1 %s %s\r\n", li->owner->cfg->hostname, text);
+	refuse(fd, reply);
+}
+
+/* The intercept rule for this connection, or NULL after refusing it (554, logged). */
+static const struct intercept_conf *
+intercept(struct lsock *li, int fd, const struct sockaddr *peer, struct sockaddr_storage *dst,
+    const char *client)
+{
+	const struct intercept_conf *icp;
+	char d[80];
+
+	if (original_destination(fd, dst) != 0) {
+		deny_intercept(li, fd, client, "unknown", "no-intercept-rule",
+		    "Original destination unknown");
+		return (NULL);
+	}
+	parse_addr_str((const struct sockaddr *)dst, d, sizeof(d));
+	if (is_loop(li, (const struct sockaddr *)dst, peer)) {
+		deny_intercept(li, fd, client, d, "loop", "Mail loop: this is the proxy itself");
+		return (NULL);
+	}
+	if ((icp = route_intercept(li->owner->cfg, (const struct sockaddr *)dst)) == NULL) {
+		deny_intercept(li, fd, client, d, "no-intercept-rule",
+		    "Relaying to this destination is not allowed");
+		return (NULL);
+	}
+	return (icp);
+}
+
 /*
  * The gate in front of every session, for client ${ss} (the socket's peer, or what a
  * balancer's PROXY header says; then ${via} is the balancer): allow list, login
@@ -186,14 +323,22 @@ admit(struct lsock *li, int fd, const struct sockaddr_storage *ss,
 	struct listeners *ls = li->owner;
 	const struct device_conf *dev;
 	const struct sockaddr *sa = (const struct sockaddr *)ss;
+	struct sockaddr_storage dst;
+	struct session_origin o;
 	char client[80], via[80] = "";
 
+	memset(&o, 0, sizeof(o));
 	parse_addr_str(sa, client, sizeof(client));
 	if (balancer != NULL)
 		parse_addr_str((const struct sockaddr *)balancer, via, sizeof(via));
 	if (!cidr_match(ls->cfg->allow, ls->cfg->nallow, sa)) {
 		deny(li, L_WARN, fd, client, via, "allow", "554 5.7.1", "Access denied");
 		return;
+	}
+	if (li->lc != NULL && li->lc->transparent) {
+		if ((o.icp = intercept(li, fd, sa, &dst, client)) == NULL)
+			return;
+		o.orig_dst = (const struct sockaddr *)&dst;
 	}
 	dev = route_device(ls->cfg, sa);
 	if (auth_backoff(li, dev, fd, client, via))
@@ -221,7 +366,9 @@ admit(struct lsock *li, int fd, const struct sockaddr_storage *ss,
 		    "Too many upstream connections, try again later");
 		return;
 	}
-	if (session_start(ls->loop, ls->cfg, li->lc, fd, sa, via, session_done, ls) == NULL) {
+	o.lc = li->lc;
+	o.via = via;
+	if (session_start(ls->loop, ls->cfg, fd, sa, &o, session_done, ls) == NULL) {
 		shared_client_leave(sa);
 		shared_session_leave();
 		log_simple(L_ERROR, "session.start", "out of memory");
@@ -438,6 +585,35 @@ lname_of(const struct config *c, const struct listen_addr *a)
 	return (lc != NULL ? lc->name : "");
 }
 
+/*
+ * A transparent listener also takes TPROXY'd connections, which arrive for addresses
+ * that are not this machine's: the socket must say it accepts them (CAP_NET_ADMIN).
+ * Without it redirect and DNAT still work; the log says so once per socket.
+ */
+static void
+set_transparent(int fd, const struct listener_conf *lc)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int one = 1, r;
+
+	if (lc == NULL || !lc->transparent || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	r = ss.ss_family == AF_INET6 ?
+	    setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) :
+	    setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one));
+	if (r != 0) {
+		struct logline l;
+
+		log_begin(&l, L_WARN, NULL, "proxy.listen");
+		log_str(&l, "listener", lc->name);
+		log_str(&l, "msg", "IP_TRANSPARENT refused (needs CAP_NET_ADMIN): nftables tproxy "
+		    "will not reach this listener; redirect and dnat still do");
+		log_str(&l, "error", strerror(errno));
+		log_end(&l);
+	}
+}
+
 static struct lsock *
 lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec,
     const struct listener_conf *lc, int inherited)
@@ -456,6 +632,7 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec,
 	if (spec != NULL)
 		li->spec = *spec;
 	snprintf(li->lname, sizeof(li->lname), "%s", lname);
+	set_transparent(fd, lc);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		parse_addr_str((struct sockaddr *)&ss, li->name, sizeof(li->name));
 	else
@@ -475,6 +652,8 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec,
 		log_str(&l, "tls", config_ltls_str(lc->tls));
 		log_str(&l, "tls_profile", config_profile_str(lc->profile));
 	}
+	if (lc != NULL && lc->transparent)
+		log_str(&l, "transparent", "yes");
 	log_end(&l);
 	return (li);
 }

@@ -127,6 +127,7 @@ leave(struct session *s)
 	if (s->upc_counted)
 		shared_upstream_leave(s->upc->slot);
 	clientauth_free(s);
+	free(s->own_upc);
 	config_unref(s->cfg);
 	body_txn_free(s);
 	if (s->done != NULL)
@@ -414,7 +415,7 @@ tls_done(struct session *s, int ev)
 	}
 	tlsserver_log_handshake(conn_ssl(s->cl), &w);
 	s->tls_active = 1;
-	if (s->upc == NULL) {
+	if (s->lc->tls == LTLS_IMPLICIT) {
 		/* Implicit TLS: the upstream only for a device that got this far; its own
 		 * bounds (connect_timeout) hold until the 220. */
 		ev_timer_stop(s->loop, &s->timer);
@@ -577,7 +578,8 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 		return;
 	}
 	s->up = up;
-	s->upc_counted = 1;	/* a ready upstream comes with its max_connections slot */
+	/* A ready upstream comes with its max_connections slot ("original" has none). */
+	s->upc_counted = !s->upc->original;
 	conn_set_cb(up, up_event, s);
 	s->caps = *caps;
 	set_size_limit(s);
@@ -591,20 +593,51 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 	leave(s);
 }
 
+/*
+ * An intercepted device's upstream: the rule's, or for "original" the destination the
+ * device was going to, with [upstream]'s TLS settings (this session's own copy).
+ */
+static int
+intercepted_upstream(struct session *s, const struct session_origin *o)
+{
+	const struct intercept_conf *icp = o->icp;
+
+	if (icp->upstream >= 0) {
+		s->upc = s->cfg->ups[icp->upstream];
+		return (0);
+	}
+	if ((s->own_upc = malloc(sizeof(*s->own_upc))) == NULL)
+		return (-1);
+	memcpy(s->own_upc, icp->orig, sizeof(*s->own_upc));
+	if (parse_hostport(s->orig_dst, s->own_upc->host, sizeof(s->own_upc->host),
+	    &s->own_upc->port) != 0) {
+		free(s->own_upc);
+		return (-1);
+	}
+	/* Port 465 is implicit TLS by convention; everything else is asked for STARTTLS. */
+	s->own_upc->tls = s->own_upc->port == 465 ? UP_TLS_IMPLICIT : UP_TLS_STARTTLS;
+	if (s->own_upc->server_name[0] == '\0')
+		snprintf(s->own_upc->server_name, sizeof(s->own_upc->server_name), "%s",
+		    s->own_upc->host);
+	s->upc = s->own_upc;
+	return (0);
+}
+
 /* Prepare the upstream; the device is greeted once it is ready (on_upstream). */
 static void
 prepare(struct session *s)
 {
 	s->state = S_PREP;
-	if ((s->prep = upstream_start(s->loop, s->cfg, s->dev, s->sid, s->client, on_upstream,
-	    s)) == NULL)
+	if ((s->prep = upstream_start(s->loop, s->cfg, s->dev, (struct upstream_conf *)s->upc,
+	    s->sid, s->client, on_upstream, s)) == NULL)
 		fail_raw(s, "421 4.3.0 Out of memory\r\n", "internal");
 }
 
 struct session *
-session_start(struct ev_loop *loop, struct config *cfg, const struct listener_conf *lc,
-    int fd, const struct sockaddr *peer, const char *via, session_done_cb *done, void *arg)
+session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct sockaddr *peer,
+    const struct session_origin *o, session_done_cb *done, void *arg)
 {
+	const struct listener_conf *lc = o->lc;
 	struct session *s;
 	struct logline l;
 
@@ -616,6 +649,14 @@ session_start(struct ev_loop *loop, struct config *cfg, const struct listener_co
 	s->cfg = config_ref(cfg);
 	s->dev = route_device(cfg, peer);
 	s->lc = lc;
+	if (o->orig_dst != NULL)
+		parse_addr_str(o->orig_dst, s->orig_dst, sizeof(s->orig_dst));
+	if (o->icp != NULL && intercepted_upstream(s, o) != 0) {
+		close(fd);
+		config_unref(s->cfg);
+		free(s);
+		return (NULL);
+	}
 	s->lim = route_limits(cfg, s->dev);
 	s->done = done;
 	s->done_arg = arg;
@@ -640,10 +681,14 @@ session_start(struct ev_loop *loop, struct config *cfg, const struct listener_co
 	nsessions++;
 	log_begin(&l, L_INFO, s->sid, "session.open");
 	log_str(&l, "client", s->client);
-	if (via != NULL && via[0] != '\0')
-		log_str(&l, "via", via);
+	if (o->via != NULL && o->via[0] != '\0')
+		log_str(&l, "via", o->via);
 	if (lc != NULL)
 		log_str(&l, "listener", lc->name);
+	if (o->orig_dst != NULL) {
+		log_str(&l, "orig_dst", s->orig_dst);
+		log_str(&l, "intercept", o->icp->name);
+	}
 	log_end(&l);
 	enter(s);
 	if (lc != NULL && lc->tls == LTLS_IMPLICIT) {

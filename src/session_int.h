@@ -85,6 +85,8 @@ struct session {
 	const struct listener_conf *lc;	/* the [listener NAME] it came in on; NULL: [proxy] */
 	const struct limits *lim;	/* the profile's limits, or the global ones */
 	const struct upstream_conf *upc;	/* the upstream it relays to, once prepared */
+	struct upstream_conf *own_upc;	/* an intercept rule's "original", for this session */
+	char		 orig_dst[64];	/* transparent: where the device was going; "" */
 	int		 upc_counted;	/* holds one of upc's max_connections */
 	char		 sid[16];
 	char		 client[64];

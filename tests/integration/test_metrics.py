@@ -157,7 +157,7 @@ def test_metrics_count_each_kind_of_session_message_handshake_and_failure(upstre
     assert s.series("sessions_refused_total") == {
         (("reason", r),): (1 if r == "allow" else 0) for r in
         ("allow", "max_sessions", "max_sessions_per_client", "upstream_busy", "auth_backoff",
-         "proxy_header")}
+         "proxy_header", "loop", "no-intercept-rule")}
     assert s.series("upstream_attempts_total") == {
         (("upstream", "default"),): 4, (("upstream", "tf"),): 1, (("upstream", "dead"),): 1,
         (("upstream", "expired"),): 1}
