@@ -93,8 +93,32 @@ def test_device_plaintext_arrives_as_tls_at_original_server(gw, server, gateway_
     client = netns.DEVICE4 if family == "ipv4" else netns.DEVICE6
     o = one_session(p, "session.open", orig_dst=orig)
     assert o["client"].rsplit(":", 1)[0].strip("[]") == client
-    one_session(p, "tls.handshake", orig_dst=orig)
     assert one_session(p, "message", orig_dst=orig)["result"] == "ok"
+
+
+@pytest.mark.parametrize("starttls", [True, False], ids=["tls", "no-starttls"])
+def test_logs_carry_orig_dst(gw, server, gateway_proxy, starttls):
+    """session.open (with the rule that matched) and message carry orig_dst=IP:PORT; for
+    `original` the upstream's own lines (tls.handshake, or upstream.fail when it had no
+    STARTTLS) name that same destination as addr=. (session.deny: the no-rule test.)"""
+    server(addr=netns.SERVER4, starttls=starttls)
+    gw.intercept("redirect", TPORT)
+    p = gateway_proxy(more={"intercept isp": intercept("203.0.113.0/24:25")})
+    orig = "%s:25" % netns.SERVER4
+    if starttls:
+        assert sendmail(gw, netns.SERVER4) == {}
+    else:
+        with pytest.raises(smtplib.SMTPConnectError):
+            sendmail(gw, netns.SERVER4)
+    assert p.wait_event("session.close", timeout=20)
+    o, = p.events("session.open")
+    assert (o.get("orig_dst"), o.get("intercept")) == (orig, "isp")
+    if starttls:
+        m, = p.events("message")
+        assert m.get("orig_dst") == orig and m.get("upstream") == "original"
+        assert [d.get("addr") for d in p.events("tls.handshake")] == [orig]
+    else:
+        assert [d.get("addr") for d in p.events("upstream.fail")] == [orig]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -156,7 +180,7 @@ def test_original_require_without_starttls_fails_closed_421(gw, server, gateway_
     assert up.wait_closed(20)
     assert [v for v in up.connections[0].verbs() if v not in ("EHLO", "QUIT")] == []
     assert up.all_messages == []
-    f = one_session(p, "upstream.fail", orig_dst="%s:25" % netns.SERVER4)
+    f = one_session(p, "upstream.fail", addr="%s:25" % netns.SERVER4)
     assert f.get("reason") == "no-starttls", f
 
 
@@ -168,7 +192,7 @@ def test_original_require_refuses_unverified_server(gw, server, gateway_proxy, d
     c = device(netns.SERVER4)
     assert c.read_reply().code == 421
     assert up.wait_closed(20) and up.all_messages == []
-    assert one_session(p, "upstream.fail", orig_dst="%s:25" % netns.SERVER4)["reason"] == "verify"
+    assert one_session(p, "upstream.fail", addr="%s:25" % netns.SERVER4)["reason"] == "verify"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -184,7 +208,7 @@ def test_original_opportunistic_relays_plaintext_when_no_starttls_and_warns(gw, 
     assert sendmail(gw, netns.SERVER4) == {}
     assert up.wait_messages(1, 20)
     assert not up.connections[0].tls
-    w = one_session(p, "upstream.plaintext", orig_dst="%s:25" % netns.SERVER4)
+    w = one_session(p, "upstream.plaintext", addr="%s:25" % netns.SERVER4)
     assert w["level"] == "warn"
 
 
@@ -203,16 +227,15 @@ def test_original_opportunistic_uses_tls_when_offered(gw, server, gateway_proxy)
 def test_original_opportunistic_failed_verification_logged_not_fatal(gw, server,
                                                                      gateway_proxy):
     """opportunistic and a certificate that does not match server_name: the message goes
-    over TLS all the same, and a warn line with the original destination says why."""
+    over TLS all the same, and tls.unverified (warn) names the destination and why."""
     up = server(addr=netns.SERVER4, cert="wrongname")
     gw.intercept("redirect", TPORT)
     p = gateway_proxy(more={"intercept isp": intercept("203.0.113.0/24:25",
                                                        tls_policy="opportunistic")})
     assert sendmail(gw, netns.SERVER4) == {}
     assert up.wait_messages(1, 20) and up.connections[0].tls
-    warns = [d for d in p.log_lines() if d.get("level") == "warn"
-             and d.get("orig_dst") == "%s:25" % netns.SERVER4]
-    assert any("verif" in " ".join("%s=%s" % kv for kv in d.items()) for d in warns), warns
+    u = one_session(p, "tls.unverified", host=netns.SERVER4)
+    assert u["level"] == "warn" and "mismatch" in u.get("verify", ""), u
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -231,19 +254,24 @@ def test_no_matching_rule_554_and_logged(gw, server, gateway_proxy, device, mode
     assert up.connections == []
 
 
-@pytest.mark.parametrize("mode,port", [("redirect", 25), ("tproxy", 25), ("redirect", TPORT)])
+@pytest.mark.parametrize("mode,port", [("redirect", TPORT), ("tproxy", TPORT),
+                                       ("redirect", 25), ("tproxy", 25)])
 def test_original_destination_is_the_proxy_itself_554_loop(gw, server, gateway_proxy, device,
                                                            mode, port):
-    """The device sends to the gateway's own address (port 25, intercepted; or straight to
-    the transparent listener's port, so no rule rewrote it): with a catch-all `original`
-    rule the proxy would connect to itself; it refuses with 554, reason=loop."""
+    """The device's original destination is one of the proxy's own sockets: the transparent
+    listener's port on the gateway's address (no rule rewrote it), or the gateway's port 25
+    where the proxy also listens ([proxy] listen, intercepted all the same). With a
+    catch-all `original` rule the proxy would connect to itself; it refuses with 554
+    5.7.1, reason=loop, and opens no session."""
     gw.intercept(mode, TPORT)
-    p = gateway_proxy(more={"intercept all": intercept("0.0.0.0/0")})
+    p = gateway_proxy(proxy={"listen": "0.0.0.0:25"},
+                      more={"intercept all": intercept("0.0.0.0/0")})
     c = device(netns.GW_DEV4, port)
     g = c.read_reply()
-    assert g.code == 554, g.raw
+    assert g.code == 554 and g.first.startswith("554 5.7.1"), g.raw
+    assert c.at_eof(20)
     one_session(p, "session.deny", reason="loop", orig_dst="%s:%d" % (netns.GW_DEV4, port))
-    assert len(p.events("session.open")) <= 1
+    assert p.events("session.open") == []
 
 
 def test_proxy_own_outbound_intercepted_is_a_loop(gw, server, gateway_proxy, device):
@@ -293,6 +321,7 @@ def test_readme_example_configuration_passes_check(tmp_path):
     ini = re.search(r"^```ini\n(.*?)^```$", sec, re.S | re.M).group(1)
     pw = tmp_path / "provider.password"
     pw.write_text("secret\n")
+    pw.chmod(0o600)
     assert "/etc/smtp-tls-proxy/provider.password" in ini
     conf = tmp_path / "gateway.ini"
     conf.write_text(ini.replace("/etc/smtp-tls-proxy/provider.password", str(pw)))

@@ -1,15 +1,17 @@
 """Three hosts in network namespaces: a device, a gateway and a mail server, for real tests
 of transparent interception (nftables redirect and tproxy) with no mocks.
 
-    device  192.0.2.10/24     2001:db8:1::10/64     eth0
+    device  192.168.10.10/24  fd00:10::10/64        eth0
        | veth
-    gateway 192.0.2.1/24      2001:db8:1::1/64      lan0  (forwards; runs the proxy and nftables)
+    gateway 192.168.10.1/24   fd00:10::1/64         lan0  (forwards; runs the proxy and nftables)
             203.0.113.1/24    2001:db8:2::1/64      wan0
        | veth
     server  203.0.113.25/24   2001:db8:2::25/64     (more addresses: SERVER_EXTRA)
 
-Addresses are documentation ranges (RFC 5737, RFC 3849); they exist only inside the
-namespaces, so runs never collide on them. Namespace names carry a prefix, the owning
+The device LAN is private (RFC 1918, RFC 4193), as on a real gateway (the proxy calls an
+`allow` with a public network and upstream credentials an open relay); the server side is
+in documentation ranges (RFC 5737, RFC 3849), standing for the Internet. The addresses exist
+only inside the namespaces, so runs never collide on them. Namespace names carry a prefix, the owning
 process id and a random tag (NS_PREFIX + "<pid>-<tag>-dev"): two runs never share one, and
 a run that was killed leaves namespaces whose owner is dead, which the next run removes
 (cleanup_leftovers). Interface names are chosen inside the namespaces, never in the host's.
@@ -40,15 +42,15 @@ NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 CMD_TIMEOUT = 20
 
-DEVICE4, DEVICE6 = "192.0.2.10", "2001:db8:1::10"
-GW_DEV4, GW_DEV6 = "192.0.2.1", "2001:db8:1::1"
+DEVICE4, DEVICE6 = "192.168.10.10", "fd00:10::10"
+GW_DEV4, GW_DEV6 = "192.168.10.1", "fd00:10::1"
 GW_SRV4, GW_SRV6 = "203.0.113.1", "2001:db8:2::1"
 SERVER4, SERVER6 = "203.0.113.25", "2001:db8:2::25"
 # Second addresses on the server host: a "provider" behind a named upstream, and a
 # host with no rule (addresses the device can send to but no [intercept] covers).
 SERVER_EXTRA4, SERVER_EXTRA6 = "203.0.113.50", "2001:db8:2::50"
 UNRULED4 = "198.51.100.7"
-DEVICE_NET4, DEVICE_NET6 = "192.0.2.0/24", "2001:db8:1::/64"
+DEVICE_NET4, DEVICE_NET6 = "192.168.10.0/24", "fd00:10::/64"
 SERVER_NET4, SERVER_NET6 = "203.0.113.0/24", "2001:db8:2::/64"
 
 # Linux ABI constants Python's socket module does not export.
