@@ -54,6 +54,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 #   the load balancer in front of two instances (tests/e2e/test_haproxy.py, and
 #   `haproxy -c` on conf/haproxy.cfg.example): haproxy (its service, on Debian's default
 #   config, listens nowhere; the test runs its own in the foreground).
+#   the gateway suite's network namespaces and redirect/tproxy rules: iproute2, nftables.
 # OAuth2: libcurl (HTTPS to the token endpoint, its multi interface on our libev loop) and
 # jansson (the endpoint's JSON): Debian's, kept, and made for exactly this.
 DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev \
@@ -62,7 +63,7 @@ DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-crypt
               swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
               postfix sasl2-bin libsasl2-modules clang libclang-rt-dev valgrind \
               iproute2 util-linux mount systemd groff-base man-db strace curl prometheus \
-              stunnel4 haproxy
+              stunnel4 haproxy nftables
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps test check unit integration adversarial service e2e valgrind demo clean fresh-check \
@@ -132,7 +133,8 @@ valgrind: $(BIN)
 	  cat $(BUILD)/valgrind/vg.*.log; echo "valgrind: errors above"; exit 1; fi
 	@echo "valgrind: 0 errors"
 
-SUITES := $(wildcard tests/integration tests/adversarial tests/service tests/e2e tests/bench)
+SUITES := $(wildcard tests/integration tests/adversarial tests/service tests/e2e tests/gateway \
+            tests/bench)
 
 # One pytest per suite: each has its own conftest.
 check: all bench-bins
