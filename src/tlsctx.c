@@ -673,7 +673,9 @@ tlsctx_log_handshake(SSL *ssl, const struct tls_where *w)
 		log_str(&l, "upstream", w->upstream);
 		log_str(&l, "host", w->host);
 		log_str(&l, "verify", r.verify);
-		log_str(&l, "msg", r.pin[0] != '\0' ? "verify = no: the chain and name are not "
+		log_str(&l, "msg", w->opportunistic ? "tls_policy = opportunistic: encrypted, but "
+		    "a certificate that does not verify is logged, not refused" :
+		    r.pin[0] != '\0' ? "verify = no: the chain and name are not "
 		    "checked; only the pin vouches for the upstream's key" :
 		    "verify = no: the upstream's identity is not checked");
 		log_end(&l);

@@ -137,6 +137,7 @@ struct tls_where {
 	const char	*mode;		/* starttls | implicit */
 	const char	*sni;
 	int		 verify;	/* verification was on */
+	int		 opportunistic;	/* off because tls_policy = opportunistic (intercept) */
 	int		 slot;		/* the upstream's shared slot, for the metrics */
 	long long	 ms;		/* how long the handshake took */
 };

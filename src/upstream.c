@@ -67,6 +67,7 @@ struct upstream {
 	const struct device_conf *dev;	/* the device's profile; NULL: none */
 	struct upstream_conf *up;	/* the upstream tried now */
 	struct upstream_conf *only;	/* an intercept rule's: no other is tried */
+	struct upstream_conf *own;	/* "original": our own copy of the session's */
 	size_t		 ri;		/* its place in the profile's failover order */
 	long		 next_ri;	/* the one to try after it failed; -1: none */
 	int		 skip_down;	/* skip upstreams marked down (not all of them are) */
@@ -199,6 +200,7 @@ up_free(struct upstream *u)
 	up_close(u);
 	if (u->ai != NULL)
 		freeaddrinfo(u->ai);
+	free(u->own);
 	config_unref(u->cfg);
 	free(u);
 }
@@ -424,6 +426,7 @@ log_handshake(struct upstream *u)
 	w.mode = config_tls_str(u->up->tls);
 	w.sni = u->up->server_name;
 	w.verify = u->up->verify;
+	w.opportunistic = u->up->opportunistic;
 	w.slot = u->up->slot;
 	w.ms = (long long)((ev_now(u->loop) - u->tls_start) * 1000 + 0.5);
 	tlsctx_log_handshake(conn_ssl(u->c), &w);
@@ -1065,6 +1068,19 @@ upstream_start(struct ev_loop *loop, struct config *cfg, const struct device_con
 	u->cfg = config_ref(cfg);
 	u->dev = dev;
 	u->only = only;
+	/*
+	 * An "original" destination is the session's own copy, and the session may end (and
+	 * free it) inside our callback while we still log with it: keep a copy of our own.
+	 */
+	if (only != NULL && only->original) {
+		if ((u->own = malloc(sizeof(*u->own))) == NULL) {
+			config_unref(u->cfg);
+			free(u);
+			return (NULL);
+		}
+		memcpy(u->own, only, sizeof(*u->own));
+		u->only = u->own;
+	}
 	snprintf(u->sid, sizeof(u->sid), "%s", sid);
 	snprintf(u->client, sizeof(u->client), "%s", client);
 	u->cb = cb;
