@@ -63,7 +63,7 @@ DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-crypt
               swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
               postfix sasl2-bin libsasl2-modules clang libclang-rt-dev valgrind \
               iproute2 util-linux mount systemd groff-base man-db strace curl prometheus \
-              stunnel4 haproxy nftables
+              stunnel4 haproxy nftables python3-pytest-xdist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps test check unit integration adversarial service e2e valgrind demo clean fresh-check \
@@ -104,9 +104,14 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 PYTEST := $(PYTHON) -m pytest -q -p no:cacheprovider
+# The integration suite runs its files on TEST_JOBS pytest workers (pytest-xdist): most of
+# its time is waiting on sockets and timers, and under valgrind each daemon is CPU-bound.
+# Its tests share nothing but the machine (own tmp dirs, ephemeral ports, own daemons).
+TEST_JOBS ?= 2
+PAR := $(if $(filter-out 0 1,$(TEST_JOBS)),-n $(TEST_JOBS))
 
 integration: $(BIN)
-	PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) tests/integration
+	PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) $(PAR) tests/integration
 
 adversarial: $(BIN)
 	PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) tests/adversarial
@@ -127,7 +132,7 @@ valgrind: $(BIN)
 	rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
 	printf '#!/bin/sh\nexec valgrind -q --trace-children=yes --trace-children-skip=*/python3*,*/pytest-of-*/* --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --log-file=$(CURDIR)/$(BUILD)/valgrind/vg.%%p.log $(CURDIR)/$(BIN) "$$@"\n' > $(BUILD)/valgrind/proxy
 	chmod +x $(BUILD)/valgrind/proxy
-	PROXY_BIN=$(CURDIR)/$(BUILD)/valgrind/proxy VALGRIND=1 $(PYTEST) tests/integration \
+	PROXY_BIN=$(CURDIR)/$(BUILD)/valgrind/proxy VALGRIND=1 $(PYTEST) $(PAR) tests/integration \
 	    -k "$(VALGRIND_SKIP)"
 	@if cat $(BUILD)/valgrind/vg.*.log 2>/dev/null | grep -q .; then \
 	  cat $(BUILD)/valgrind/vg.*.log; echo "valgrind: errors above"; exit 1; fi
@@ -139,7 +144,9 @@ SUITES := $(wildcard tests/integration tests/adversarial tests/service tests/e2e
 # One pytest per suite: each has its own conftest.
 check: all bench-bins
 	$(MAKE) unit
-	@set -e; for s in $(SUITES); do echo "== $$s"; PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) $$s; done
+	@set -e; for s in $(SUITES); do echo "== $$s"; par=""; \
+	  [ "$$s" = tests/integration ] && par="$(PAR)"; \
+	  PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) $$par $$s; done
 
 test: deps
 	$(MAKE) check

@@ -7,8 +7,6 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netdb.h>
-#include <ifaddrs.h>
-#include <poll.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +19,8 @@
 #include "listener.h"
 #include "log.h"
 #include "parse.h"
-#include "proxyproto.h"
+#include "origdst.h"
+#include "pphold.h"
 #include "route.h"
 #include "session.h"
 #include "upcache.h"
@@ -178,67 +177,6 @@ auth_backoff(struct lsock *li, const struct device_conf *dev, int fd, const char
 	return (1);
 }
 
-/* getsockopt() names for the destination before NAT (linux/netfilter_ipv4.h, ip6_tables.h). */
-#ifndef SO_ORIGINAL_DST
-#define SO_ORIGINAL_DST		80
-#endif
-#ifndef IP6T_SO_ORIGINAL_DST
-#define IP6T_SO_ORIGINAL_DST	80
-#endif
-
-/*
- * Where an intercepted device was going: before nftables' redirect or DNAT (conntrack
- * remembers it), or, for a TPROXY'd connection, the accepted socket's own address.
- */
-static int
-original_destination(int fd, struct sockaddr_storage *dst)
-{
-	socklen_t sl = sizeof(*dst);
-	struct sockaddr_storage local;
-	socklen_t ll = sizeof(local);
-
-	if (getsockname(fd, (struct sockaddr *)&local, &ll) != 0)
-		return (-1);
-	memset(dst, 0, sizeof(*dst));
-	if (local.ss_family == AF_INET &&
-	    getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, dst, &sl) == 0)
-		return (0);
-	sl = sizeof(*dst);
-	if (local.ss_family == AF_INET6 &&
-	    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, dst, &sl) == 0)
-		return (0);
-	*dst = local;
-	return (0);
-}
-
-/* Is ${a} (with its port) one of this machine's addresses? Read once per process. */
-static int
-is_local_addr(const struct sockaddr *a)
-{
-	static struct ifaddrs *ifs;
-	static int loaded;
-	const struct ifaddrs *i;
-
-	if (!loaded) {
-		loaded = 1;
-		if (getifaddrs(&ifs) != 0)
-			ifs = NULL;
-	}
-	for (i = ifs; i != NULL; i = i->ifa_next) {
-		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != a->sa_family)
-			continue;
-		if (a->sa_family == AF_INET &&
-		    ((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr.s_addr ==
-		    ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr)
-			return (1);
-		if (a->sa_family == AF_INET6 &&
-		    memcmp(&((const struct sockaddr_in6 *)(const void *)i->ifa_addr)->sin6_addr,
-		    &((const struct sockaddr_in6 *)(const void *)a)->sin6_addr, 16) == 0)
-			return (1);
-	}
-	return (0);
-}
-
 /*
  * A connection that would come back to the proxy: its destination is one of our own
  * listening sockets (a device sent to the proxy's port directly, or a rule redirects
@@ -263,10 +201,10 @@ is_loop(const struct lsock *li, const struct sockaddr *dst, const struct sockadd
 			return (1);
 		/* A wildcard socket is every local address on its port. */
 		if (oc != NULL && strcmp(oc + 1, port) == 0 && (strncmp(o->name, "0.0.0.0:", 8) == 0 ||
-		    strncmp(o->name, "[::]:", 5) == 0) && is_local_addr(dst))
+		    strncmp(o->name, "[::]:", 5) == 0) && origdst_is_local(dst))
 			return (1);
 	}
-	return (is_local_addr(peer));
+	return (origdst_is_local(peer));
 }
 
 /* Deny on a transparent listener, with where the device was going. */
@@ -296,7 +234,7 @@ intercept(struct lsock *li, int fd, const struct sockaddr *peer, struct sockaddr
 	const struct intercept_conf *icp;
 	char d[80];
 
-	if (original_destination(fd, dst) != 0) {
+	if (origdst_get(fd, dst) != 0) {
 		deny_intercept(li, fd, client, "unknown", "no-intercept-rule",
 		    "Original destination unknown");
 		return (NULL);
@@ -380,163 +318,12 @@ admit(struct lsock *li, int fd, const struct sockaddr_storage *ss,
 	shared_m_session(li->midx);
 }
 
-/* ---- the PROXY protocol header, read before anything else (proxy_protocol) ---- */
-
-/* The whole header must be in within this; a balancer sends it with the connection. */
-#define PROXY_TIMEOUT	5.
-/* An incomplete header stays readable: look again this much later, not in a spin. */
-#define PROXY_REPOLL	0.02
-
-struct pphold {
-	ev_io		 io;
-	ev_timer	 deadline, repoll;
-	int		 fd;
-	struct lsock	*li;
-	struct sockaddr_storage peer;	/* the balancer */
-	struct pphold	*prev, *next;
-};
-
+/* The balancer's header named the client: the gate as for any other connection. */
 static void
-hold_free(struct pphold *h, int close_fd)
+on_header(void *arg, int fd, const struct sockaddr_storage *client,
+    const struct sockaddr_storage *balancer)
 {
-	struct listeners *ls = h->li->owner;
-
-	ev_io_stop(ls->loop, &h->io);
-	ev_timer_stop(ls->loop, &h->deadline);
-	ev_timer_stop(ls->loop, &h->repoll);
-	if (h->prev != NULL)
-		h->prev->next = h->next;
-	else
-		ls->holds = h->next;
-	if (h->next != NULL)
-		h->next->prev = h->prev;
-	if (close_fd)
-		close(h->fd);
-	free(h);
-}
-
-/* Closed before a word of SMTP: nothing to tell a sender that is not a balancer. */
-static void
-hold_fail(struct pphold *h, const char *reason, const char *detail)
-{
-	char peer[80];
-	struct logline l;
-
-	parse_addr_str((struct sockaddr *)&h->peer, peer, sizeof(peer));
-	log_begin(&l, L_WARN, NULL, "proxy.header");
-	log_str(&l, "client", peer);
-	log_str(&l, "listener", h->li->lname);
-	log_str(&l, "reason", reason);
-	if (detail != NULL)
-		log_str(&l, "detail", detail);
-	log_end(&l);
-	shared_m_refused("proxy_header");
-	hold_free(h, 1);
-}
-
-static void
-hold_read(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct pphold *h = w->data;
-	struct sockaddr_storage client, via;
-	unsigned char buf[PROXYPROTO_MAX];
-	struct proxyproto pp;
-	char why[128];
-	ssize_t n;
-	int r, fd;
-
-	(void)revents;
-	/* Peek: the client's own first bytes stay in the socket for the session. */
-	if ((n = recv(h->fd, buf, sizeof(buf), MSG_PEEK)) < 0) {
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			hold_fail(h, "closed", strerror(errno));
-		return;
-	}
-	if (n == 0) {
-		hold_fail(h, "closed", "connection closed before the header was complete");
-		return;
-	}
-	r = proxyproto_parse(buf, (size_t)n, h->li->lc->proxy_protocol, &pp, why, sizeof(why));
-	if (r < 0) {
-		hold_fail(h, strstr(why, "longer") != NULL ? "too-long" :
-		    strstr(why, "unsupported") != NULL ? "unsupported" : "malformed", why);
-		return;
-	}
-	if (r == 0) {
-		struct pollfd pfd = { h->fd, POLLRDHUP, 0 };
-
-		/* A peek cannot see the FIN behind the bytes: ask whether it came. */
-		if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-			hold_fail(h, "closed", "connection closed before the header was complete");
-			return;
-		}
-		ev_io_stop(loop, &h->io);
-		ev_timer_start(loop, &h->repoll);
-		return;
-	}
-	if (recv(h->fd, buf, pp.len, 0) != (ssize_t)pp.len) {
-		hold_fail(h, "closed", "the header could not be read again");
-		return;
-	}
-	via = h->peer;
-	client = pp.local ? h->peer : pp.src;
-	fd = h->fd;
-	{
-		struct lsock *li = h->li;
-
-		hold_free(h, 0);
-		admit(li, fd, &client, &via);
-	}
-}
-
-static void
-hold_repoll(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct pphold *h = w->data;
-
-	(void)revents;
-	ev_io_start(loop, &h->io);
-}
-
-static void
-hold_timeout(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	(void)loop;
-	(void)revents;
-	hold_fail(w->data, "timeout", "no complete header within 5 s");
-}
-
-/* A connection on a proxy_protocol listener: only a balancer, and its header first. */
-static void
-hold_start(struct lsock *li, int fd, const struct sockaddr_storage *ss)
-{
-	struct listeners *ls = li->owner;
-	struct pphold *h;
-
-	if ((h = calloc(1, sizeof(*h))) == NULL) {
-		log_simple(L_ERROR, "session.start", "out of memory");
-		close(fd);
-		return;
-	}
-	h->fd = fd;
-	h->li = li;
-	h->peer = *ss;
-	h->next = ls->holds;
-	if (ls->holds != NULL)
-		ls->holds->prev = h;
-	ls->holds = h;
-	if (!cidr_match(li->lc->proxy_from, li->lc->nproxy_from, (const struct sockaddr *)ss)) {
-		hold_fail(h, "not-allowed", "not in proxy_from");
-		return;
-	}
-	ev_io_init(&h->io, hold_read, fd, EV_READ);
-	h->io.data = h;
-	ev_timer_init(&h->deadline, hold_timeout, PROXY_TIMEOUT, 0.);
-	h->deadline.data = h;
-	ev_timer_init(&h->repoll, hold_repoll, PROXY_REPOLL, 0.);
-	h->repoll.data = h;
-	ev_io_start(ls->loop, &h->io);
-	ev_timer_start(ls->loop, &h->deadline);
+	admit(arg, fd, client, balancer);
 }
 
 static void
@@ -566,7 +353,8 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		if (li->lc != NULL && li->lc->proxy_protocol != 0)
-			hold_start(li, fd, &ss);
+			pphold_start(ls->loop, &ls->holds, fd, &ss, li->lc->proxy_protocol,
+			    li->lc->proxy_from, li->lc->nproxy_from, li->lname, on_header, li);
 		else
 			admit(li, fd, &ss, NULL);
 	}
@@ -890,8 +678,7 @@ listeners_close(struct listeners *ls)
 
 	if (ls->loop != NULL)
 		ev_timer_stop(ls->loop, &ls->backoff);
-	while (ls->holds != NULL)
-		hold_free(ls->holds, 1);
+	pphold_close_all(&ls->holds);
 	for (li = ls->list; li != NULL; li = next) {
 		next = li->next;
 		lsock_free(ls, li);
