@@ -48,7 +48,9 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 #   systemd-analyze: systemd; postfix, saslpasswd2 and SASL PLAIN/LOGIN: postfix,
 #   sasl2-bin, libsasl2-modules; scraping the metrics endpoint: curl; promtool (checks
 #   the exposition format and conf/alerts.example.yml): prometheus, Debian's only package
-#   of it (about 95 MB installed, the server comes along; its service is not needed).
+#   of it (about 95 MB installed, the server comes along; its service is not needed);
+#   scanning the device-side TLS of each listener profile (tests/tls, `make tlsscan`):
+#   testssl.sh (an independent judge of offered protocols, suites and known weaknesses).
 # OAuth2: libcurl (HTTPS to the token endpoint, its multi interface on our libev loop) and
 # jansson (the endpoint's JSON): Debian's, kept, and made for exactly this.
 DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev \
@@ -56,7 +58,8 @@ DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev \
 DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-cryptography \
               swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
               postfix sasl2-bin libsasl2-modules clang libclang-rt-dev valgrind \
-              iproute2 util-linux mount systemd groff-base man-db strace curl prometheus
+              iproute2 util-linux mount systemd groff-base man-db strace curl prometheus \
+              testssl.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps test check unit integration adversarial service e2e valgrind demo clean fresh-check
