@@ -23,6 +23,11 @@ make_ca(dir) writes PEM files into dir and returns {name: (certfile, keyfile)}:
   rsa1024         SAN mail.test on a 1024-bit RSA key
   sha1            SAN mail.test, signed with SHA-1
   manynames       60 SANs (long DNS names and addresses), none of them mail.test
+  device          SAN mail.test, localhost, 127.0.0.1, ::1; valid a year (a [listener NAME]
+                  certificate -t does not warn about; the 30-day ones above would)
+  device2         the same names on another key (a renewed certificate)
+  device_rsa      the same names on a 2048-bit RSA key (devices from ~2010 know only RSA)
+  expiring        the same names, expires in 20 days (-t warns 30 days ahead)
 
 CLI: python3 tests/lib/testca.py DIR
 """
@@ -156,6 +161,13 @@ def make_ca(dirname):
     leaf("manynames", "many.test",
          ["host-%02d.a-rather-long-subdomain.example.test" % i for i in range(50)] +
          ["192.0.2.%d" % i for i in range(1, 6)] + ["2001:db8::%d" % i for i in range(1, 6)])
+    names = ["mail.test", "localhost", "127.0.0.1", "::1"]
+    leaf("device", "mail.test", names, not_after=now + 365 * DAY)
+    leaf("device2", "mail.test", names, not_after=now + 365 * DAY)
+    leaf("expiring", "mail.test", names, not_after=now + 20 * DAY)
+    k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    c = _cert("mail.test", k, ca, ca_key, san=names, not_after=now + 365 * DAY)
+    out["device_rsa"] = _write(dirname, "device_rsa", [c], k)
     fk = _key()
     fake = _cert("Not A CA", fk, ca, ca_key, san=["notaca.test"])    # CA:FALSE
     k = _key()
