@@ -4,6 +4,7 @@
 #                     again under ASan+UBSan, the integration suite under valgrind, and
 #                     each fuzzer for FUZZ_SMOKE seconds (what CI runs)
 #   make check        every suite once, on this build (SANITIZE=1 for ASan+UBSan)
+#   make tlsscan      testssl.sh against each device TLS profile (part of `make test`)
 #   make demo         build and show one message going through a local TLS server
 #   make SANITIZE=1   ASan + UBSan build (objects in build/san/)
 #   make fresh-check  `make test` in a new Debian 12 chroot from a clean clone of HEAD
@@ -62,7 +63,7 @@ DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-crypt
               testssl.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test check unit integration adversarial service e2e valgrind demo clean fresh-check
+.PHONY: all deps test check unit integration adversarial service e2e valgrind tlsscan demo clean fresh-check
 FUZZ_SMOKE ?= 20
 
 all: $(BIN)
@@ -135,8 +136,16 @@ check: all
 	$(MAKE) unit
 	@set -e; for s in $(SUITES); do echo "== $$s"; PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) $$s; done
 
+# testssl.sh against a starttls and an implicit listener of each tls_profile (about 3 min):
+# once per `make test`, on the plain build only -- a scan is hundreds of handshakes that tell
+# the sanitizer and valgrind nothing the integration suite does not. The summary table (for
+# the record: what each profile offers) is printed and kept in $(BUILD)/tlsscan.txt.
+tlsscan: $(BIN)
+	PROXY_BIN=$(CURDIR)/$(BIN) TLSSCAN_OUT=$(CURDIR)/$(BUILD)/tlsscan.txt $(PYTEST) -s tests/tls
+
 test: deps
 	$(MAKE) check
+	$(MAKE) tlsscan
 	$(MAKE) check SANITIZE=1
 	$(MAKE) valgrind
 	$(if $(wildcard tests/fuzz/fuzz.mk),$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SMOKE))

@@ -15,7 +15,6 @@ import smtplib
 import socket
 import ssl
 import subprocess
-import time
 import warnings
 
 import pytest

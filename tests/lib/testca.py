@@ -26,7 +26,8 @@ make_ca(dir) writes PEM files into dir and returns {name: (certfile, keyfile)}:
   device          SAN mail.test, localhost, 127.0.0.1, ::1; valid a year (a [listener NAME]
                   certificate -t does not warn about; the 30-day ones above would)
   device2         the same names on another key (a renewed certificate)
-  device_rsa      the same names on a 2048-bit RSA key (devices from ~2010 know only RSA)
+  device_rsa      the same names on a 2048-bit RSA key (devices from ~2010 know only RSA),
+                  keyEncipherment allowed (their static RSA key exchange)
   expiring        the same names, expires in 20 days (-t warns 30 days ahead)
 
 CLI: python3 tests/lib/testca.py DIR
@@ -66,7 +67,7 @@ def _san(entries):
 
 def _cert(subject_cn, key, issuer_cert, issuer_key, *, ca=False, san=None,
           not_before=None, not_after=None, pathlen=None, eku=None, hash_alg=None,
-          san_ext=None):
+          san_ext=None, key_encipherment=False):
     now = datetime.datetime.now(datetime.timezone.utc)
     subject = _name(subject_cn)
     b = (x509.CertificateBuilder()
@@ -86,8 +87,8 @@ def _cert(subject_cn, key, issuer_cert, issuer_key, *, ca=False, san=None,
                                           False, False), True))
     else:
         b = (b.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-             .add_extension(x509.KeyUsage(True, False, False, False, False, False, False,
-                                          False, False), True)
+             .add_extension(x509.KeyUsage(True, False, key_encipherment, False, False, False,
+                                          False, False, False), True)
              .add_extension(x509.ExtendedKeyUsage(eku or [ExtendedKeyUsageOID.SERVER_AUTH]),
                             False))
     if san:
@@ -166,7 +167,8 @@ def make_ca(dirname):
     leaf("device2", "mail.test", names, not_after=now + 365 * DAY)
     leaf("expiring", "mail.test", names, not_after=now + 20 * DAY)
     k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    c = _cert("mail.test", k, ca, ca_key, san=names, not_after=now + 365 * DAY)
+    c = _cert("mail.test", k, ca, ca_key, san=names, not_after=now + 365 * DAY,
+              key_encipherment=True)    # static RSA key exchange encrypts to this key
     out["device_rsa"] = _write(dirname, "device_rsa", [c], k)
     fk = _key()
     fake = _cert("Not A CA", fk, ca, ca_key, san=["notaca.test"])    # CA:FALSE
