@@ -228,7 +228,7 @@ def test_s_client_versions_per_profile(certs, upstream, proxy, version):
             else:
                 assert got is None, "%s accepted %s:\n%s" % (name, version, out)
                 fail = px.wait_event("tls.client-handshake-failed", listener=name)
-                assert len(fail) == 1, px.stderr()
+                assert len(fail) == 1 and fail[0]["level"] == "warn", px.stderr()
                 assert "unsupported protocol" in fail[0]["error"], fail
                 assert px.wait_event("session.close", sid=fail[0]["sid"],
                                      reason="client-tls"), px.stderr()
@@ -323,11 +323,29 @@ def test_require_tls_refuses_mail_rcpt_data_auth_before_starttls(certs, upstream
         assert r == "530 5.7.0 Must issue a STARTTLS command first\r\n", (line, r)
     assert c.code("STARTTLS") == 220
     c.tls(client_ctx(certs))
-    c.cmd("EHLO d.test")
+    assert "AUTH" in c.cmd("EHLO d.test")       # the upstream's AUTH, offered once in TLS
     assert c.code("MAIL FROM:<a@example.test>") == 250
     assert c.code("RCPT TO:<b@example.test>") == 250
     c.close()
     assert not up.messages
+
+
+def test_a_denied_device_on_an_implicit_listener_gets_no_plaintext(certs, upstream, proxy):
+    """Outside allow: closed before any byte, not a plaintext 554 a TLS client would choke
+    on; logged as a deny like everywhere."""
+    up = upstream()
+    px = start(proxy, up, imp=listener(certs, "implicit"), proxy={"allow": "127.0.0.1/32"})
+    s = socket.create_connection(("127.0.0.1", port_of(px, "imp")), timeout=10,
+                                 source_address=("127.0.0.2", 0))
+    try:
+        assert s.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+    deny = px.wait_event("session.deny")
+    assert deny and deny[0].get("listener") == "imp", px.stderr()
+    assert not up.connections
 
 
 # ---- certificates and reload ---------------------------------------------------------------
