@@ -161,6 +161,8 @@ log_message(struct session *s, const struct txn *t, const char *reply, size_t le
 	/* Which profile and which upstream of its failover order took it. */
 	log_str(&l, "device", route_name(s->dev));
 	log_str(&l, "upstream", s->upc != NULL ? s->upc->name : "-");
+	if (s->orig_dst[0] != '\0')
+		log_str(&l, "orig_dst", s->orig_dst);
 	log_str(&l, "from", t ? t->from : "");
 	if (t != NULL && t->device_from[0] != '\0')
 		log_str(&l, "device_from", t->device_from);

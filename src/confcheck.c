@@ -174,6 +174,28 @@ check_credentials(struct loader *ld)
 	}
 }
 
+/*
+ * Kept sessions hold their max_connections slot in each worker: reuse for every worker
+ * must leave room for sessions in use. Without a login of the proxy's own there is
+ * nothing to reuse (the device's AUTH passes through).
+ */
+static void
+check_reuse(struct loader *ld)
+{
+	const struct upstream_conf *up = ld->up;
+	unsigned long workers = ld->c->workers > 0 ? ld->c->workers : 1;
+
+	if (up->reuse == 0)
+		return;
+	if (up->username[0] == '\0')
+		config_warn(ld, config_key_line(ld, "reuse"), "reuse = %lu: no username, so the "
+		    "devices' own AUTH passes through and no session is ever reused", up->reuse);
+	else if (up->reuse * workers >= up->max_connections)
+		config_warn(ld, config_key_line(ld, "reuse"), "reuse = %lu per worker (%lu "
+		    "worker%s) can hold all max_connections = %lu sessions idle", up->reuse,
+		    workers, workers == 1 ? "" : "s", up->max_connections);
+}
+
 /* The TLS context towards the upstream: proves the CA file and the cipher list. */
 static void
 make_tls(struct loader *ld)
@@ -210,6 +232,7 @@ config_check(struct loader *ld)
 		ld->cur_lines = ld->up->keyline;
 		check_upstream_names(ld);
 		check_credentials(ld);
+		check_reuse(ld);
 		config_check_oauth2(ld);
 		if (ld->nerr == 0)
 			make_tls(ld);
@@ -218,4 +241,6 @@ config_check(struct loader *ld)
 	ld->cur_kind = NULL;
 	ld->cur_lines = NULL;
 	config_check_devices(ld);
+	if (ld->nerr == 0)
+		config_check_intercepts(ld);
 }

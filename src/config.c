@@ -35,6 +35,8 @@ typedef const char *(*setter)(struct config *, char *obj, const char *);
 
 static const char *set_listen(struct config *, char *, const char *);
 static const char *set_listener_listen(struct config *, char *, const char *);
+static const char *set_proxy_from(struct config *, char *, const char *);
+static const char *set_destination(struct config *, char *, const char *);
 static const char *set_hostname(struct config *, char *, const char *);
 static const char *set_allow(struct config *, char *, const char *);
 static const char *set_match(struct config *, char *, const char *);
@@ -78,6 +80,7 @@ struct key {
 #define U(f)		offsetof(struct upstream_conf, f), sizeof(((struct upstream_conf *)0)->f)
 #define D(f)		offsetof(struct device_conf, f), sizeof(((struct device_conf *)0)->f)
 #define L(f)		offsetof(struct listener_conf, f), sizeof(((struct listener_conf *)0)->f)
+#define I(f)		offsetof(struct intercept_conf, f), sizeof(((struct intercept_conf *)0)->f)
 #define UINT(sec, key, def, f, lo, hi, hint) \
 	{ sec, key, def, K_UINT, f, lo, hi, NULL, hint, NULL }
 #define UINT_OR(sec, key, def, f, lo, hi, names, hint) \
@@ -119,6 +122,13 @@ static const struct key_name ltls_names[] = {
 static const struct key_name profile_names[] = {
 	{ "modern", TLS_PROFILE_MODERN }, { "intermediate", TLS_PROFILE_INTERMEDIATE },
 	{ "legacy", TLS_PROFILE_LEGACY }, { NULL, 0 }
+};
+static const struct key_name proxy_protocol_names[] = {
+	{ "no", 0 }, { "v1", 1 }, { "v2", 2 }, { NULL, 0 }
+};
+static const struct key_name tls_policy_names[] = {
+	{ "require", TLS_POLICY_REQUIRE }, { "opportunistic", TLS_POLICY_OPPORTUNISTIC },
+	{ NULL, 0 }
 };
 static const struct key_name level_names[] = {
 	{ "error", L_ERROR }, { "warn", L_WARN }, { "info", L_INFO }, { "debug", L_DEBUG },
@@ -163,6 +173,10 @@ static const struct key keys[] = {
 	UINT("upstream", "auth_retry_after", "300", U(auth_retry_after), 0, 86400,
 	    "expected seconds, 0..86400 (0: no back-off)"),
 	STR("upstream", "tls_ciphers", "", U(tls_ciphers)),
+	UINT("upstream", "reuse", "0", U(reuse), 0, 1000, "expected sessions, 0..1000 (0: off)"),
+	UINT("upstream", "reuse_idle", "30", U(reuse_idle), 1, 3600, "expected seconds, 1..3600"),
+	UINT("upstream", "reuse_max_messages", "100", U(reuse_max_messages), 0, 1000000,
+	    "expected messages (0: no limit)"),
 	ENUM("upstream", "oauth2_flow", "", U(oauth2_flow), flow_names, NULL),
 	STR("upstream", "oauth2_token_url", "", U(oauth2_token_url)),
 	STR("upstream", "oauth2_client_id", "", U(oauth2_client_id)),
@@ -204,6 +218,12 @@ static const struct key keys[] = {
 	PATH("listener", "key_file", "", L(key_file)),
 	ENUM("listener", "tls_profile", "intermediate", L(profile), profile_names, NULL),
 	BOOL("listener", "require_tls", "no", L(require_tls)),
+	ENUM("listener", "proxy_protocol", "no", L(proxy_protocol), proxy_protocol_names, NULL),
+	FUNC("listener", "proxy_from", "", set_proxy_from),
+	BOOL("listener", "transparent", "no", L(transparent)),
+	FUNC("intercept", "destination", "", set_destination),
+	STR("intercept", "upstream", "", I(upstream_name)),
+	ENUM("intercept", "tls_policy", "require", I(tls_policy), tls_policy_names, NULL),
 	FUNC("metrics", "listen", "", set_metrics_listen),
 	FUNC("metrics", "allow", "127.0.0.0/8, ::1/128", set_metrics_allow),
 	ENUM("log", "level", "info", C(log_level), level_names, NULL),
@@ -214,7 +234,7 @@ _Static_assert(sizeof(keys) / sizeof(keys[0]) <= CONFIG_MAX_KEYS, "room for ever
 
 /* Section kinds; [upstream] and [device] also come as [upstream NAME], [device NAME]. */
 static const char *sections[] = { "proxy", "upstream", "log", "limits", "device", "metrics",
-    "listener" };
+    "listener", "intercept" };
 
 static void text_add(char *, size_t, size_t *, const char *, int, const char *, const char *,
     va_list) __attribute__((format(printf, 7, 0)));
@@ -390,6 +410,62 @@ set_metrics_allow(struct config *c, char *obj, const char *v)
 {
 	(void)obj;
 	return (cidr_list(v, c->metrics_allow, CONFIG_MAX_ALLOW, &c->nmetrics_allow));
+}
+
+static const char *
+set_proxy_from(struct config *c, char *obj, const char *v)
+{
+	struct listener_conf *lc = (struct listener_conf *)obj;
+
+	(void)c;
+	lc->nproxy_from = 0;
+	if (v[0] == '\0')
+		return (NULL);
+	return (cidr_list(v, lc->proxy_from, CONFIG_MAX_ALLOW, &lc->nproxy_from));
+}
+
+/* NET[:PORT]: "203.0.113.0/24:25", "198.51.100.7", "[2001:db8::/32]:587", "2001:db8::1". */
+static const char *
+set_destination(struct config *c, char *obj, const char *v)
+{
+	struct intercept_conf *ic = (struct intercept_conf *)obj;
+	char net[128];
+	const char *colon, *end;
+	size_t n;
+
+	(void)c;
+	ic->port = 0;
+	ic->has_net = 0;
+	if (v[0] == '[') {
+		if ((end = strchr(v, ']')) == NULL)
+			return ("expected NET[:PORT], [V6NET]:PORT");
+		n = (size_t)(end - v - 1);
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (end[1] != '\0' && colon == NULL)
+			return ("expected NET[:PORT], [V6NET]:PORT");
+		v++;
+	} else {
+		/* More than one ':' is a bare IPv6 network, without a port. */
+		colon = strchr(v, ':');
+		if (colon != NULL && strchr(colon + 1, ':') != NULL)
+			colon = NULL;
+		n = colon != NULL ? (size_t)(colon - v) : strlen(v);
+	}
+	if (n == 0 || n >= sizeof(net))
+		return ("expected NET[:PORT], [V6NET]:PORT");
+	memcpy(net, v, n);
+	net[n] = '\0';
+	if (parse_cidr(net, &ic->net) != 0)
+		return ("expected an address or network, e.g. 203.0.113.0/24");
+	if (colon != NULL) {
+		unsigned long port;
+
+		if (parse_ulong(colon + 1, 1, 65535, &port) != 0)
+			return ("expected a port, 1..65535, after the ':'");
+		ic->port = (int)port;
+	}
+	ic->has_net = 1;
+	return (NULL);
 }
 
 static const char *
@@ -677,6 +753,25 @@ named_device(struct loader *ld, const char *name)
 	return (d);
 }
 
+/* [intercept NAME]: found, or made with the defaults; NULL after an error. */
+static struct intercept_conf *
+named_intercept(struct loader *ld, const char *name)
+{
+	struct config *c = ld->c;
+	struct intercept_conf *ic;
+	size_t i;
+
+	for (i = 0; i < c->nicps; i++)
+		if (strcmp(c->icps[i]->name, name) == 0)
+			return (c->icps[i]);
+	if ((ic = (struct intercept_conf *)new_named(ld, "intercept", name, c->nicps,
+	    CONFIG_MAX_INTERCEPTS, sizeof(*ic))) == NULL)
+		return (NULL);
+	ic->line = ld->header_line;
+	c->icps[c->nicps++] = ic;
+	return (ic);
+}
+
 /* [listener NAME]: found, or made with the defaults; NULL after an error. */
 static struct listener_conf *
 named_listener(struct loader *ld, const char *name)
@@ -721,7 +816,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 		}
 	}
 	if (!known || (oname[0] != '\0' && strcmp(kind, "upstream") != 0 &&
-	    strcmp(kind, "device") != 0 && strcmp(kind, "listener") != 0)) {
+	    strcmp(kind, "device") != 0 && strcmp(kind, "listener") != 0 &&
+	    strcmp(kind, "intercept") != 0)) {
 		unknown_section(ld, section);
 		return (1);
 	}
@@ -748,6 +844,13 @@ handler(void *user, const char *section, const char *name, const char *value)
 			return (1);
 		obj = (char *)lc;
 		lines = lc->keyline;
+	} else if (strcmp(kind, "intercept") == 0) {
+		struct intercept_conf *ic;
+
+		if (oname[0] == '\0' || (ic = named_intercept(ld, oname)) == NULL)
+			return (1);
+		obj = (char *)ic;
+		lines = ic->keyline;
 	}
 	for (i = 0; i < NKEYS; i++) {
 		if (strcmp(keys[i].section, kind) != 0 || strcmp(keys[i].name, name) != 0)
@@ -826,6 +929,9 @@ look_ahead(struct loader *ld, const char *line)
 	else if (strncmp(ld->header, "listener", 8) == 0 && (ld->header[8] == ' ' ||
 	    ld->header[8] == '\t' || ld->header[8] == '\0'))
 		(void)named_listener(ld, ld->header + 8 + strspn(ld->header + 8, " \t"));
+	else if (strncmp(ld->header, "intercept", 9) == 0 && (ld->header[9] == ' ' ||
+	    ld->header[9] == '\t' || ld->header[9] == '\0'))
+		(void)named_intercept(ld, ld->header + 9 + strspn(ld->header + 9, " \t"));
 	else if (strncmp(ld->header, "upstream", 8) == 0 && (ld->header[8] == ' ' ||
 	    ld->header[8] == '\t') && ld->header[8 + strspn(ld->header + 8, " \t")] != '\0')
 		(void)named_upstream(ld, ld->header + 8 + strspn(ld->header + 8, " \t"));
@@ -878,7 +984,8 @@ config_key_line(const struct loader *ld, const char *name)
 			return (ld->cur_lines[i]);
 	for (i = 0; i < NKEYS; i++)
 		if (strcmp(keys[i].name, name) == 0 && strcmp(keys[i].section, "upstream") != 0 &&
-		    strcmp(keys[i].section, "device") != 0 && strcmp(keys[i].section, "listener") != 0)
+		    strcmp(keys[i].section, "device") != 0 && strcmp(keys[i].section, "listener") != 0 &&
+		    strcmp(keys[i].section, "intercept") != 0)
 			return (ld->seen[i]);
 	return (0);
 }
@@ -976,6 +1083,13 @@ config_unref(struct config *c)
 	for (i = 0; i < c->nlsts; i++) {
 		tlsserver_free(c->lsts[i]->tls_ctx);
 		free(c->lsts[i]);
+	}
+	for (i = 0; i < c->nicps; i++) {
+		if (c->icps[i]->orig != NULL) {
+			tlsctx_free(c->icps[i]->orig->tlsctx);
+			free(c->icps[i]->orig);
+		}
+		free(c->icps[i]);
 	}
 	users_free(c->users);
 	free(c);

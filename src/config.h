@@ -17,6 +17,7 @@
 #define CONFIG_MAX_MATCH	32
 #define CONFIG_MAX_KEYS		104	/* key rows */
 #define CONFIG_MAX_LISTENERS	16	/* [listener NAME] sections */
+#define CONFIG_MAX_INTERCEPTS	64	/* [intercept NAME] rules */
 
 struct tlsserver;
 struct users;
@@ -52,6 +53,10 @@ struct listener_conf {
 	char		 key_file[PATH_MAX];
 	enum tls_profile profile;
 	int		 require_tls;		/* starttls: no MAIL, RCPT, DATA, AUTH before it */
+	int		 proxy_protocol;	/* 0: none; 1 or 2: the PROXY header version */
+	int		 transparent;		/* the upstream by the original destination */
+	struct cidr	 proxy_from[CONFIG_MAX_ALLOW];	/* balancers allowed to send it */
+	size_t		 nproxy_from;
 	struct tlsserver *tls_ctx;		/* loaded with the config; NULL for tls = none */
 };
 
@@ -78,8 +83,14 @@ struct upstream_conf {
 	unsigned long	 connect_timeout;	/* seconds: connect -> ready, whole preparation */
 	unsigned long	 max_connections;	/* upstream sessions held at once, all workers */
 	unsigned long	 auth_retry_after;	/* seconds of 421 after our login was refused */
+	unsigned long	 reuse;			/* prepared sessions kept per worker; 0: off */
+	unsigned long	 reuse_idle;		/* seconds one is kept unused */
+	unsigned long	 reuse_max_messages;	/* messages before one is closed; 0: no limit */
 	char		 tls_ciphers[1024];	/* TLS 1.2 cipher list; "" = our default */
 	struct tlsctx	*tlsctx;		/* TLS towards it, with its session cache */
+	/* An [intercept] rule's "original": host and port are each session's own. */
+	int		 original;
+	int		 opportunistic;		/* original + tls_policy = opportunistic */
 
 	/* OAuth2: how the proxy gets the access token it logs in with. */
 	enum oauth2_flow oauth2_flow;
@@ -133,6 +144,22 @@ struct device_conf {
 	struct limits	 lim;			/* the global ones, with this profile's overrides */
 };
 
+enum tls_policy { TLS_POLICY_REQUIRE, TLS_POLICY_OPPORTUNISTIC };
+
+/* An [intercept NAME] rule: intercepted traffic to ${net}[:${port}] goes to an upstream. */
+struct intercept_conf {
+	char		 name[64];
+	int		 line;
+	int		 keyline[CONFIG_MAX_KEYS];
+	struct cidr	 net;
+	int		 has_net;
+	int		 port;			/* 0: any port */
+	char		 upstream_name[64];	/* as written: NAME or "original" */
+	int		 upstream;		/* index into cfg->ups; -1: original */
+	enum tls_policy	 tls_policy;
+	struct upstream_conf *orig;		/* "original": [upstream]'s TLS settings */
+};
+
 /* 1 if ${up} logs in with an OAuth2 token (auth_mechanism xoauth2 or oauthbearer). */
 #define UPSTREAM_OAUTH2(up) \
 	((up)->auth_mechanism == UP_AUTH_XOAUTH2 || (up)->auth_mechanism == UP_AUTH_OAUTHBEARER)
@@ -174,6 +201,10 @@ struct config {
 	/* [listener NAME]; their addresses are also in listen[], marked with lidx */
 	struct listener_conf *lsts[CONFIG_MAX_LISTENERS];
 	size_t		 nlsts;
+
+	/* [intercept NAME], for transparent listeners */
+	struct intercept_conf *icps[CONFIG_MAX_INTERCEPTS];
+	size_t		 nicps;
 
 	/* [proxy] bare_newline and [limits]: for clients of no profile, and each one's base */
 	struct limits	 lim;

@@ -22,7 +22,7 @@ struct loader {
 	int		 nerr;
 	size_t		 warnlen;	/* used in c->warnings */
 	int		 seen[CONFIG_MAX_KEYS];	/* line each global key was set on, 0 = default */
-	int		 section_line[7];	/* line of each unnamed section's header */
+	int		 section_line[8];	/* line of each unnamed section's header */
 	/* The section the checks look at now: config_key_line() answers for it. */
 	const char	*cur_kind;	/* "upstream", "device", "listener", or NULL: the global
 					   sections */
@@ -63,6 +63,9 @@ void config_check_devices(struct loader *ld);
 /* The [listener NAME] sections (conflistener.c), from config_check(): their addresses
  * join listen[], their certificates are loaded. */
 void config_check_listeners(struct loader *ld);
+
+/* The [intercept NAME] rules (confintercept.c), from config_check(), after the upstreams. */
+void config_check_intercepts(struct loader *ld);
 
 /* The OAuth2 keys of the upstream ld->up (confoauth2.c), from config_check(). */
 void config_check_oauth2(struct loader *ld);

@@ -70,6 +70,22 @@ check_tls(struct loader *ld, struct listener_conf *lc)
 	check_expiry(ld, lc, not_after);
 }
 
+static void
+check_proxy_protocol(struct loader *ld, const struct listener_conf *lc)
+{
+	if (lc->proxy_protocol != 0 && lc->nproxy_from == 0)
+		config_err(ld, LINE("proxy_protocol"), "[listener %s] proxy_protocol = v%d needs "
+		    "proxy_from: the balancers allowed to send the header (anyone else could "
+		    "claim any client address)", lc->name, lc->proxy_protocol);
+	else if (lc->proxy_protocol != 0 && lc->transparent)
+		config_err(ld, LINE("transparent"), "[listener %s] transparent and proxy_protocol "
+		    "cannot be combined: the original destination is this socket's, not the "
+		    "balancer's", lc->name);
+	else if (lc->proxy_protocol == 0 && lc->nproxy_from > 0)
+		config_warn(ld, LINE("proxy_from"), "[listener %s] proxy_from is set but "
+		    "proxy_protocol = no: not used", lc->name);
+}
+
 /* Add ${lc}'s addresses to listen[]; a fixed port may be bound once in the whole file. */
 static void
 join_listen(struct loader *ld, struct listener_conf *lc, int lidx)
@@ -123,6 +139,7 @@ config_check_listeners(struct loader *ld)
 		}
 		config_check_addrs(ld, lc->addrs, lc->naddrs, LINE("listen"));
 		check_tls(ld, lc);
+		check_proxy_protocol(ld, lc);
 		join_listen(ld, lc, (int)i);
 	}
 	ld->cur_kind = NULL;

@@ -116,11 +116,46 @@ print_listeners(FILE *f, const struct config *c)
 		}
 		fprintf(f, "[listener %s] ", lc->name);
 		if (lc->tls == LTLS_NONE)
-			fprintf(f, "plaintext\n");
+			fprintf(f, "plaintext");
 		else
-			fprintf(f, "%s, tls_profile = %s%s\n", config_ltls_str(lc->tls),
+			fprintf(f, "%s, tls_profile = %s%s", config_ltls_str(lc->tls),
 			    config_profile_str(lc->profile), lc->require_tls ?
 			    ", require_tls" : "");
+		if (lc->proxy_protocol != 0)
+			fprintf(f, ", PROXY v%d from ", lc->proxy_protocol);
+		if (lc->proxy_protocol != 0)
+			print_nets(f, lc->proxy_from, lc->nproxy_from);
+		else
+			fprintf(f, "%s\n", lc->transparent ? ", transparent" : "");
+	}
+}
+
+/* Intercepted traffic: destination -> upstream, most specific first as written. */
+static void
+print_intercepts(FILE *f, const struct config *c)
+{
+	const struct intercept_conf *ic;
+	char net[INET6_ADDRSTRLEN + 8], where[80];
+	size_t i;
+
+	if (c->nicps == 0)
+		return;
+	fprintf(f, "intercepts\n");
+	for (i = 0; i < c->nicps; i++) {
+		ic = c->icps[i];
+		if (inet_ntop(ic->net.family, ic->net.addr, net, sizeof(net)) == NULL)
+			net[0] = '\0';
+		if (ic->port != 0)
+			snprintf(where, sizeof(where), ic->net.family == AF_INET6 ? "[%s/%d]:%d" :
+			    "%s/%d:%d", net, ic->net.bits, ic->port);
+		else
+			snprintf(where, sizeof(where), "%s/%d", net, ic->net.bits);
+		fprintf(f, "  %-20s  [intercept %s] -> %s", where, ic->name, ic->upstream < 0 ?
+		    "original" : c->ups[ic->upstream]->name);
+		if (ic->upstream < 0)
+			fprintf(f, ", tls_policy = %s", ic->tls_policy == TLS_POLICY_REQUIRE ?
+			    "require" : "opportunistic");
+		fputc('\n', f);
 	}
 }
 
@@ -144,4 +179,5 @@ conftable_print(FILE *f, const struct config *c)
 	for (i = 0; i < c->nups; i++)
 		print_upstream(f, c->ups[i]);
 	print_listeners(f, c);
+	print_intercepts(f, c);
 }

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netdb.h>
+#include <ifaddrs.h>
+#include <poll.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +21,10 @@
 #include "listener.h"
 #include "log.h"
 #include "parse.h"
+#include "proxyproto.h"
 #include "route.h"
 #include "session.h"
+#include "upcache.h"
 #include "shared.h"
 
 /* Accepts per wake-up: enough to drain a burst, few enough to keep the loop fair. */
@@ -45,6 +49,7 @@ struct listeners {
 	struct ev_loop	*loop;		/* NULL in the main process: it does not accept */
 	struct config	*cfg;
 	struct lsock	*list;
+	struct pphold	*holds;		/* connections whose PROXY header is awaited */
 	ev_timer	 backoff;	/* accepting paused: out of descriptors */
 };
 
@@ -102,8 +107,8 @@ refuse(int fd, const char *reply)
  * gets a close; the log line says why.
  */
 static void
-deny(struct lsock *li, enum log_level level, int fd, const char *client, const char *reason,
-    const char *code, const char *text)
+deny(struct lsock *li, enum log_level level, int fd, const char *client, const char *via,
+    const char *reason, const char *code, const char *text)
 {
 	char reply[400];
 	struct logline l;
@@ -111,6 +116,8 @@ deny(struct lsock *li, enum log_level level, int fd, const char *client, const c
 
 	log_begin(&l, level, NULL, "session.deny");
 	log_str(&l, "client", client);
+	if (via[0] != '\0')
+		log_str(&l, "via", via);
 	if (li->lname[0] != '\0')
 		log_str(&l, "listener", li->lname);
 	log_str(&l, "reason", reason);
@@ -127,8 +134,10 @@ upstreams_full(const struct config *c, const struct device_conf *dev)
 	const struct upstream_conf *up;
 	size_t i;
 
+	/* A session this worker keeps for reuse holds a slot, and is as good as a free one. */
 	for (i = 0; (up = route_upstream(c, dev, i)) != NULL; i++)
-		if (shared_upstream_count(up->slot) < (long)up->max_connections)
+		if (shared_upstream_count(up->slot) < (long)up->max_connections ||
+		    upcache_idle(up) > 0)
 			return (0);
 	return (1);
 }
@@ -146,7 +155,8 @@ session_done(void *arg, const struct sockaddr *peer)
  * password only brings the account closer to the provider's lock-out.
  */
 static int
-auth_backoff(struct lsock *li, const struct device_conf *dev, int fd, const char *client)
+auth_backoff(struct lsock *li, const struct device_conf *dev, int fd, const char *client,
+    const char *via)
 {
 	struct listeners *ls = li->owner;
 	const struct upstream_conf *up;
@@ -164,8 +174,369 @@ auth_backoff(struct lsock *li, const struct device_conf *dev, int fd, const char
 	}
 	snprintf(text, sizeof(text), "Upstream login refused, not retrying for %ld s", left);
 	/* info: auth.backoff said it once at warn; a line per device would drown it. */
-	deny(li, L_INFO, fd, client, "auth_backoff", "421 4.7.0", text);
+	deny(li, L_INFO, fd, client, via, "auth_backoff", "421 4.7.0", text);
 	return (1);
+}
+
+/* getsockopt() names for the destination before NAT (linux/netfilter_ipv4.h, ip6_tables.h). */
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST		80
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST	80
+#endif
+
+/*
+ * Where an intercepted device was going: before nftables' redirect or DNAT (conntrack
+ * remembers it), or, for a TPROXY'd connection, the accepted socket's own address.
+ */
+static int
+original_destination(int fd, struct sockaddr_storage *dst)
+{
+	socklen_t sl = sizeof(*dst);
+	struct sockaddr_storage local;
+	socklen_t ll = sizeof(local);
+
+	if (getsockname(fd, (struct sockaddr *)&local, &ll) != 0)
+		return (-1);
+	memset(dst, 0, sizeof(*dst));
+	if (local.ss_family == AF_INET &&
+	    getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, dst, &sl) == 0)
+		return (0);
+	sl = sizeof(*dst);
+	if (local.ss_family == AF_INET6 &&
+	    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, dst, &sl) == 0)
+		return (0);
+	*dst = local;
+	return (0);
+}
+
+/* Is ${a} (with its port) one of this machine's addresses? Read once per process. */
+static int
+is_local_addr(const struct sockaddr *a)
+{
+	static struct ifaddrs *ifs;
+	static int loaded;
+	const struct ifaddrs *i;
+
+	if (!loaded) {
+		loaded = 1;
+		if (getifaddrs(&ifs) != 0)
+			ifs = NULL;
+	}
+	for (i = ifs; i != NULL; i = i->ifa_next) {
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != a->sa_family)
+			continue;
+		if (a->sa_family == AF_INET &&
+		    ((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr)
+			return (1);
+		if (a->sa_family == AF_INET6 &&
+		    memcmp(&((const struct sockaddr_in6 *)(const void *)i->ifa_addr)->sin6_addr,
+		    &((const struct sockaddr_in6 *)(const void *)a)->sin6_addr, 16) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * A connection that would come back to the proxy: its destination is one of our own
+ * listening sockets (a device sent to the proxy's port directly, or a rule redirects
+ * the proxy's own address), or it comes from this machine (the rules catch the proxy's
+ * own outbound connections). Relaying it would connect to ourselves without end.
+ */
+static int
+is_loop(const struct lsock *li, const struct sockaddr *dst, const struct sockaddr *peer)
+{
+	const struct lsock *o;
+	char d[80], port[8];
+	const char *colon;
+
+	parse_addr_str(dst, d, sizeof(d));
+	if ((colon = strrchr(d, ':')) == NULL)
+		return (0);
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	for (o = li->owner->list; o != NULL; o = o->next) {
+		const char *oc = strrchr(o->name, ':');
+
+		if (strcmp(o->name, d) == 0)
+			return (1);
+		/* A wildcard socket is every local address on its port. */
+		if (oc != NULL && strcmp(oc + 1, port) == 0 && (strncmp(o->name, "0.0.0.0:", 8) == 0 ||
+		    strncmp(o->name, "[::]:", 5) == 0) && is_local_addr(dst))
+			return (1);
+	}
+	return (is_local_addr(peer));
+}
+
+/* Deny on a transparent listener, with where the device was going. */
+static void
+deny_intercept(struct lsock *li, int fd, const char *client, const char *dst,
+    const char *reason, const char *text)
+{
+	char reply[400];
+	struct logline l;
+
+	log_begin(&l, L_WARN, NULL, "session.deny");
+	log_str(&l, "client", client);
+	log_str(&l, "listener", li->lname);
+	log_str(&l, "orig_dst", dst);
+	log_str(&l, "reason", reason);
+	log_end(&l);
+	shared_m_refused(reason);
+	snprintf(reply, sizeof(reply), "554 5.7.1 %s %s\r\n", li->owner->cfg->hostname, text);
+	refuse(fd, reply);
+}
+
+/* The intercept rule for this connection, or NULL after refusing it (554, logged). */
+static const struct intercept_conf *
+intercept(struct lsock *li, int fd, const struct sockaddr *peer, struct sockaddr_storage *dst,
+    const char *client)
+{
+	const struct intercept_conf *icp;
+	char d[80];
+
+	if (original_destination(fd, dst) != 0) {
+		deny_intercept(li, fd, client, "unknown", "no-intercept-rule",
+		    "Original destination unknown");
+		return (NULL);
+	}
+	parse_addr_str((const struct sockaddr *)dst, d, sizeof(d));
+	if (is_loop(li, (const struct sockaddr *)dst, peer)) {
+		deny_intercept(li, fd, client, d, "loop", "Mail loop: this is the proxy itself");
+		return (NULL);
+	}
+	if ((icp = route_intercept(li->owner->cfg, (const struct sockaddr *)dst)) == NULL) {
+		deny_intercept(li, fd, client, d, "no-intercept-rule",
+		    "Relaying to this destination is not allowed");
+		return (NULL);
+	}
+	return (icp);
+}
+
+/*
+ * The gate in front of every session, for client ${ss} (the socket's peer, or what a
+ * balancer's PROXY header says; then ${via} is the balancer): allow list, login
+ * back-off, max_sessions, per-client and upstream limits. Takes ${fd}.
+ */
+static void
+admit(struct lsock *li, int fd, const struct sockaddr_storage *ss,
+    const struct sockaddr_storage *balancer)
+{
+	struct listeners *ls = li->owner;
+	const struct device_conf *dev;
+	const struct sockaddr *sa = (const struct sockaddr *)ss;
+	struct sockaddr_storage dst;
+	struct session_origin o;
+	char client[80], via[80] = "";
+
+	memset(&o, 0, sizeof(o));
+	parse_addr_str(sa, client, sizeof(client));
+	if (balancer != NULL)
+		parse_addr_str((const struct sockaddr *)balancer, via, sizeof(via));
+	if (!cidr_match(ls->cfg->allow, ls->cfg->nallow, sa)) {
+		deny(li, L_WARN, fd, client, via, "allow", "554 5.7.1", "Access denied");
+		return;
+	}
+	if (li->lc != NULL && li->lc->transparent) {
+		if ((o.icp = intercept(li, fd, sa, &dst, client)) == NULL)
+			return;
+		o.orig_dst = (const struct sockaddr *)&dst;
+	}
+	dev = route_device(ls->cfg, sa);
+	if (auth_backoff(li, dev, fd, client, via))
+		return;
+	if (!shared_session_enter((long)ls->cfg->max_sessions)) {
+		deny(li, L_WARN, fd, client, via, "max_sessions", "421 4.3.2",
+		    "Too many connections, try again later");
+		return;
+	}
+	if (!shared_client_enter(sa, (long)route_limits(ls->cfg, dev)->max_sessions_per_client)) {
+		shared_session_leave();
+		deny(li, L_WARN, fd, client, via, "max_sessions_per_client", "421 4.7.0",
+		    "Too many connections from your address, try again later");
+		return;
+	}
+	/*
+	 * Every session prepares its upstream at once (connect, TLS, login) and
+	 * holds it until it ends, idle or not: the provider caps sessions per
+	 * account, so devices over the cap are refused here, not there.
+	 */
+	if (upstreams_full(ls->cfg, dev)) {
+		shared_client_leave(sa);
+		shared_session_leave();
+		deny(li, L_WARN, fd, client, via, "upstream_busy", "421 4.3.2",
+		    "Too many upstream connections, try again later");
+		return;
+	}
+	o.lc = li->lc;
+	o.via = via;
+	if (session_start(ls->loop, ls->cfg, fd, sa, &o, session_done, ls) == NULL) {
+		shared_client_leave(sa);
+		shared_session_leave();
+		log_simple(L_ERROR, "session.start", "out of memory");
+		return;
+	}
+	shared_m_session(li->midx);
+}
+
+/* ---- the PROXY protocol header, read before anything else (proxy_protocol) ---- */
+
+/* The whole header must be in within this; a balancer sends it with the connection. */
+#define PROXY_TIMEOUT	5.
+/* An incomplete header stays readable: look again this much later, not in a spin. */
+#define PROXY_REPOLL	0.02
+
+struct pphold {
+	ev_io		 io;
+	ev_timer	 deadline, repoll;
+	int		 fd;
+	struct lsock	*li;
+	struct sockaddr_storage peer;	/* the balancer */
+	struct pphold	*prev, *next;
+};
+
+static void
+hold_free(struct pphold *h, int close_fd)
+{
+	struct listeners *ls = h->li->owner;
+
+	ev_io_stop(ls->loop, &h->io);
+	ev_timer_stop(ls->loop, &h->deadline);
+	ev_timer_stop(ls->loop, &h->repoll);
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		ls->holds = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
+	if (close_fd)
+		close(h->fd);
+	free(h);
+}
+
+/* Closed before a word of SMTP: nothing to tell a sender that is not a balancer. */
+static void
+hold_fail(struct pphold *h, const char *reason, const char *detail)
+{
+	char peer[80];
+	struct logline l;
+
+	parse_addr_str((struct sockaddr *)&h->peer, peer, sizeof(peer));
+	log_begin(&l, L_WARN, NULL, "proxy.header");
+	log_str(&l, "client", peer);
+	log_str(&l, "listener", h->li->lname);
+	log_str(&l, "reason", reason);
+	if (detail != NULL)
+		log_str(&l, "detail", detail);
+	log_end(&l);
+	shared_m_refused("proxy_header");
+	hold_free(h, 1);
+}
+
+static void
+hold_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct pphold *h = w->data;
+	struct sockaddr_storage client, via;
+	unsigned char buf[PROXYPROTO_MAX];
+	struct proxyproto pp;
+	char why[128];
+	ssize_t n;
+	int r, fd;
+
+	(void)revents;
+	/* Peek: the client's own first bytes stay in the socket for the session. */
+	if ((n = recv(h->fd, buf, sizeof(buf), MSG_PEEK)) < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			hold_fail(h, "closed", strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		hold_fail(h, "closed", "connection closed before the header was complete");
+		return;
+	}
+	r = proxyproto_parse(buf, (size_t)n, h->li->lc->proxy_protocol, &pp, why, sizeof(why));
+	if (r < 0) {
+		hold_fail(h, strstr(why, "longer") != NULL ? "too-long" :
+		    strstr(why, "unsupported") != NULL ? "unsupported" : "malformed", why);
+		return;
+	}
+	if (r == 0) {
+		struct pollfd pfd = { h->fd, POLLRDHUP, 0 };
+
+		/* A peek cannot see the FIN behind the bytes: ask whether it came. */
+		if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			hold_fail(h, "closed", "connection closed before the header was complete");
+			return;
+		}
+		ev_io_stop(loop, &h->io);
+		ev_timer_start(loop, &h->repoll);
+		return;
+	}
+	if (recv(h->fd, buf, pp.len, 0) != (ssize_t)pp.len) {
+		hold_fail(h, "closed", "the header could not be read again");
+		return;
+	}
+	via = h->peer;
+	client = pp.local ? h->peer : pp.src;
+	fd = h->fd;
+	{
+		struct lsock *li = h->li;
+
+		hold_free(h, 0);
+		admit(li, fd, &client, &via);
+	}
+}
+
+static void
+hold_repoll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pphold *h = w->data;
+
+	(void)revents;
+	ev_io_start(loop, &h->io);
+}
+
+static void
+hold_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	hold_fail(w->data, "timeout", "no complete header within 5 s");
+}
+
+/* A connection on a proxy_protocol listener: only a balancer, and its header first. */
+static void
+hold_start(struct lsock *li, int fd, const struct sockaddr_storage *ss)
+{
+	struct listeners *ls = li->owner;
+	struct pphold *h;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		log_simple(L_ERROR, "session.start", "out of memory");
+		close(fd);
+		return;
+	}
+	h->fd = fd;
+	h->li = li;
+	h->peer = *ss;
+	h->next = ls->holds;
+	if (ls->holds != NULL)
+		ls->holds->prev = h;
+	ls->holds = h;
+	if (!cidr_match(li->lc->proxy_from, li->lc->nproxy_from, (const struct sockaddr *)ss)) {
+		hold_fail(h, "not-allowed", "not in proxy_from");
+		return;
+	}
+	ev_io_init(&h->io, hold_read, fd, EV_READ);
+	h->io.data = h;
+	ev_timer_init(&h->deadline, hold_timeout, PROXY_TIMEOUT, 0.);
+	h->deadline.data = h;
+	ev_timer_init(&h->repoll, hold_repoll, PROXY_REPOLL, 0.);
+	h->repoll.data = h;
+	ev_io_start(ls->loop, &h->io);
+	ev_timer_start(ls->loop, &h->deadline);
 }
 
 static void
@@ -173,12 +544,11 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct lsock *li = w->data;
 	struct listeners *ls = li->owner;
-	const struct device_conf *dev;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	char client[80];
 	int fd, i;
 
+	(void)loop;
 	(void)revents;
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		sl = sizeof(ss);
@@ -195,46 +565,10 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			log_simple(L_ERROR, "listener.accept", strerror(errno));
 			return;
 		}
-		parse_addr_str((struct sockaddr *)&ss, client, sizeof(client));
-		if (!cidr_match(ls->cfg->allow, ls->cfg->nallow, (struct sockaddr *)&ss)) {
-			deny(li, L_WARN, fd, client, "allow", "554 5.7.1", "Access denied");
-			continue;
-		}
-		dev = route_device(ls->cfg, (struct sockaddr *)&ss);
-		if (auth_backoff(li, dev, fd, client))
-			continue;
-		if (!shared_session_enter((long)ls->cfg->max_sessions)) {
-			deny(li, L_WARN, fd, client, "max_sessions", "421 4.3.2",
-			    "Too many connections, try again later");
-			continue;
-		}
-		if (!shared_client_enter((struct sockaddr *)&ss,
-		    (long)route_limits(ls->cfg, dev)->max_sessions_per_client)) {
-			shared_session_leave();
-			deny(li, L_WARN, fd, client, "max_sessions_per_client", "421 4.7.0",
-			    "Too many connections from your address, try again later");
-			continue;
-		}
-		/*
-		 * Every session prepares its upstream at once (connect, TLS, login) and
-		 * holds it until it ends, idle or not: the provider caps sessions per
-		 * account, so devices over the cap are refused here, not there.
-		 */
-		if (upstreams_full(ls->cfg, dev)) {
-			shared_client_leave((struct sockaddr *)&ss);
-			shared_session_leave();
-			deny(li, L_WARN, fd, client, "upstream_busy", "421 4.3.2",
-			    "Too many upstream connections, try again later");
-			continue;
-		}
-		if (session_start(loop, ls->cfg, li->lc, fd, (struct sockaddr *)&ss,
-		    session_done, ls) == NULL) {
-			shared_client_leave((struct sockaddr *)&ss);
-			shared_session_leave();
-			log_simple(L_ERROR, "session.start", "out of memory");
-			continue;
-		}
-		shared_m_session(li->midx);
+		if (li->lc != NULL && li->lc->proxy_protocol != 0)
+			hold_start(li, fd, &ss);
+		else
+			admit(li, fd, &ss, NULL);
 	}
 }
 
@@ -252,6 +586,35 @@ lname_of(const struct config *c, const struct listen_addr *a)
 	const struct listener_conf *lc = config_lc(c, a);
 
 	return (lc != NULL ? lc->name : "");
+}
+
+/*
+ * A transparent listener also takes TPROXY'd connections, which arrive for addresses
+ * that are not this machine's: the socket must say it accepts them (CAP_NET_ADMIN).
+ * Without it redirect and DNAT still work; the log says so once per socket.
+ */
+static void
+set_transparent(int fd, const struct listener_conf *lc)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int one = 1, r;
+
+	if (lc == NULL || !lc->transparent || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	r = ss.ss_family == AF_INET6 ?
+	    setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) :
+	    setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one));
+	if (r != 0) {
+		struct logline l;
+
+		log_begin(&l, L_WARN, NULL, "proxy.listen");
+		log_str(&l, "listener", lc->name);
+		log_str(&l, "msg", "IP_TRANSPARENT refused (needs CAP_NET_ADMIN): nftables tproxy "
+		    "will not reach this listener; redirect and dnat still do");
+		log_str(&l, "error", strerror(errno));
+		log_end(&l);
+	}
 }
 
 static struct lsock *
@@ -272,6 +635,7 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec,
 	if (spec != NULL)
 		li->spec = *spec;
 	snprintf(li->lname, sizeof(li->lname), "%s", lname);
+	set_transparent(fd, lc);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		parse_addr_str((struct sockaddr *)&ss, li->name, sizeof(li->name));
 	else
@@ -291,6 +655,8 @@ lsock_add(struct listeners *ls, int fd, const struct listen_addr *spec,
 		log_str(&l, "tls", config_ltls_str(lc->tls));
 		log_str(&l, "tls_profile", config_profile_str(lc->profile));
 	}
+	if (lc != NULL && lc->transparent)
+		log_str(&l, "transparent", "yes");
 	log_end(&l);
 	return (li);
 }
@@ -524,6 +890,8 @@ listeners_close(struct listeners *ls)
 
 	if (ls->loop != NULL)
 		ev_timer_stop(ls->loop, &ls->backoff);
+	while (ls->holds != NULL)
+		hold_free(ls->holds, 1);
 	for (li = ls->list; li != NULL; li = next) {
 		next = li->next;
 		lsock_free(ls, li);

@@ -37,6 +37,7 @@
 #include "session.h"
 #include "shared.h"
 #include "tlsserver.h"
+#include "upcache.h"
 #include "upstream.h"
 
 #define VERSION "0.2.0"
@@ -151,6 +152,7 @@ w_stop(struct ev_loop *l, ev_signal *w, int revents)
 		return;
 	/* Stop accepting (the main process keeps the sockets), finish what runs. */
 	listeners_close(listeners);
+	upcache_close_all();
 	w_deadline = ev_now(l) + (ev_tstamp)cfg->shutdown_timeout;
 	ev_timer_init(&w_drain, w_check, 0., 0.1);
 	ev_timer_start(l, &w_drain);
@@ -212,6 +214,7 @@ worker_main(int slot)
 	ev_signal_start(loop, &w_term);
 	ev_signal_start(loop, &w_int);
 	resolve_init(loop);
+	upcache_init(loop);
 	/* A login back-off belongs to one configuration: a reload starts without it. */
 	shared_set_generation(generation);
 	listeners_start(listeners, loop, cfg);
@@ -222,6 +225,7 @@ worker_main(int slot)
 	log_num(&l, "generation", generation);
 	log_end(&l);
 	ev_run(loop, 0);
+	upcache_close_all();
 	resolve_shutdown();
 	listeners_free(listeners);
 	config_unref(cfg);

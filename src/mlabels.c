@@ -8,7 +8,7 @@
 
 const char *const mlabels_refuse[MLABELS_NREFUSE] = {
 	"allow", "max_sessions", "max_sessions_per_client", "upstream_busy", "auth_backoff",
-	"other",
+	"proxy_header", "loop", "no-intercept-rule", "other",
 };
 
 const char *const mlabels_stage[MLABELS_NSTAGE] = {

@@ -11,7 +11,7 @@
  */
 
 /* session.deny reasons. */
-#define MLABELS_NREFUSE		6
+#define MLABELS_NREFUSE		9
 extern const char *const mlabels_refuse[MLABELS_NREFUSE];
 
 /* upstream.fail stage: the upstream states and the login steps. */

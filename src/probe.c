@@ -200,7 +200,7 @@ probe_one(struct ev_loop *loop, struct config *cfg, struct upstream_conf *up, js
 		ev_run(loop, 0);
 		ev_timer_stop(loop, &p->timer);
 	}
-	if ((u = upstream_start(loop, cfg, &p->dev, "probe", "probe", on_ready, p)) == NULL) {
+	if ((u = upstream_start(loop, cfg, &p->dev, NULL, "probe", "probe", on_ready, p)) == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
 		free(p);
 		return (-1);

@@ -71,6 +71,7 @@ static const char *const local_text[R_NLOCAL] = {
 	[R_STARTTLS_SYNTAX] = "501 5.5.4 Syntax: STARTTLS (no parameters)\r\n",
 	[R_TLS_REQUIRED] = "530 5.7.0 Must issue a STARTTLS command first\r\n",
 	[R_NEED_HELO] = "503 5.5.1 Send EHLO or HELO first\r\n",
+	[R_BYE] = "221 2.0.0 Bye\r\n",
 };
 
 /*
@@ -176,6 +177,8 @@ flush_local(struct session *s)
 		emit_local(s, (enum local_reply)p.local);
 		if (p.local == R_STARTTLS && !s->dead)
 			session_starttls(s);
+		else if (p.local == R_BYE && !s->dead)
+			session_quit(s);
 	}
 }
 
@@ -381,6 +384,12 @@ static int
 act_quit(struct session *s, const struct smtp_cmd *c)
 {
 	(void)c;
+	if (s->up != NULL && s->upc->reuse > 0) {
+		/* Answered here in turn, so the upstream session can outlive the device's. */
+		s->blocked = 1;
+		relay_local(s, R_BYE);
+		return (1);
+	}
 	if (s->up != NULL)
 		return (0);
 	session_fail(s, "221 2.0.0", "Bye", "quit");
@@ -602,7 +611,8 @@ on_ehlo_rset(struct session *s, const struct pend *p, const char *rp, size_t n,
 {
 	(void)rp;
 	(void)n;
-	(void)r;
+	if (r->code != 250)
+		s->up_doubt = 1;
 	emit_local(s, p->verb == SMTP_EHLO ? R_EHLO : R_HELO);
 }
 
@@ -615,6 +625,8 @@ on_data(struct session *s, const struct pend *p, const char *rp, size_t n,
 	s->blocked = 0;
 	if (r->code == 354)
 		body_start(s);
+	else
+		s->up_doubt = 1;
 }
 
 static void
@@ -626,6 +638,10 @@ on_dot(struct session *s, const struct pend *p, const char *rp, size_t n,
 	body_log_ended(s, rp, n, r->code / 100 == 2 ? "ok" : r->code / 100 == 4 ?
 	    "tempfail" : "permfail");
 	s->in_txn = 0;
+	if (r->code / 100 == 2)
+		s->up_msgs++;
+	else
+		s->up_doubt = 1;
 }
 
 static void
@@ -650,6 +666,9 @@ on_relay(struct session *s, const struct pend *p, const char *rp, size_t n,
 	session_to_client(s, rp, n);
 	if (p->verb == SMTP_RCPT)
 		body_txn_rcpt_reply(s, p, r->code / 100 == 2);
+	/* A refused sender or recipient is business as usual; anything else is doubt. */
+	if (r->code >= 400 && p->verb != SMTP_RCPT && p->verb != SMTP_MAIL)
+		s->up_doubt = 1;
 	if (r->code / 100 == 5)
 		session_count_error(s);
 	if (p->verb == SMTP_QUIT && !s->dead) {

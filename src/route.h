@@ -40,4 +40,12 @@ struct upstream_conf *route_upstream(const struct config *c, const struct device
  */
 const char *route_name(const struct device_conf *dev);
 
+/**
+ * route_intercept(c, dst):
+ * The [intercept NAME] rule for intercepted traffic to ${dst}: the most specific
+ * network, then a rule with ${dst}'s port over one for every port. NULL: none.
+ */
+const struct intercept_conf *route_intercept(const struct config *c,
+    const struct sockaddr *dst);
+
 #endif

@@ -66,6 +66,7 @@
 #include "session_int.h"
 #include "shared.h"
 #include "tlsserver.h"
+#include "upcache.h"
 #include "upstream.h"
 
 #define CL_INCAP	(64 * 1024)
@@ -127,6 +128,7 @@ leave(struct session *s)
 	if (s->upc_counted)
 		shared_upstream_leave(s->upc->slot);
 	clientauth_free(s);
+	free(s->own_upc);
 	config_unref(s->cfg);
 	body_txn_free(s);
 	if (s->done != NULL)
@@ -141,13 +143,51 @@ session_drop_upstream(struct session *s, int how)
 		return;
 	if (how == DROP_QUIT)
 		(void)conn_write(s->up, "QUIT\r\n", 6);	/* we do not wait for its 221 */
-	s->up_in += conn_bytes_in(s->up);
-	s->up_out += conn_bytes_out(s->up);
+	s->up_in += conn_bytes_in(s->up) - s->up_base_in;
+	s->up_out += conn_bytes_out(s->up) - s->up_base_out;
 	if (how == DROP_RESET)
 		conn_abort(s->up);
 	else
 		conn_free(s->up);
 	s->up = NULL;
+}
+
+int
+session_reusable(const struct session *s)
+{
+	return (s->up != NULL && s->upc->reuse > 0 && s->upc->username[0] != '\0' &&
+	    !s->upc->original && !s->up_doubt && !s->in_txn && s->qup == 0 &&
+	    s->state == S_CMD && !s->client_gone && !conn_failed(s->up) &&
+	    conn_in_len(s->up) == 0 && !conn_eof(s->up));
+}
+
+/*
+ * The device is done and the upstream session is clean: the reuse cache resets it
+ * (RSET) and keeps it, with its max_connections slot, for the next device of the
+ * same profile.
+ */
+static void
+give_back(struct session *s)
+{
+	struct logline l;
+
+	s->up_in += conn_bytes_in(s->up) - s->up_base_in;
+	s->up_out += conn_bytes_out(s->up) - s->up_base_out;
+	log_begin(&l, L_DEBUG, s->sid, "upstream.keep");
+	log_str(&l, "upstream", s->upc->name);
+	log_num(&l, "messages", s->up_msgs);
+	log_end(&l);
+	upcache_put(s->cfg, s->upc, s->dev, s->up, &s->caps, s->up_msgs);
+	s->up = NULL;
+	s->upc_counted = 0;	/* the slot went with it */
+}
+
+void
+session_quit(struct session *s)
+{
+	if (session_reusable(s))
+		give_back(s);
+	session_fail(s, NULL, NULL, "quit");
 }
 
 static void
@@ -345,6 +385,8 @@ client_eof(struct session *s)
 	}
 	if (s->up != NULL && (s->qup > 0 || relay_has_line(s)))
 		return;	/* replies or commands still to come; here again on each event */
+	if (session_reusable(s))
+		give_back(s);
 	session_fail(s, NULL, NULL, "client-closed");
 }
 
@@ -414,7 +456,7 @@ tls_done(struct session *s, int ev)
 	}
 	tlsserver_log_handshake(conn_ssl(s->cl), &w);
 	s->tls_active = 1;
-	if (s->upc == NULL) {
+	if (s->lc->tls == LTLS_IMPLICIT) {
 		/* Implicit TLS: the upstream only for a device that got this far; its own
 		 * bounds (connect_timeout) hold until the 220. */
 		ev_timer_stop(s->loop, &s->timer);
@@ -570,6 +612,7 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 
 	enter(s);
 	s->upc = upstream_conf_of(s->prep);
+	s->up_msgs = upstream_messages(s->prep);
 	s->prep = NULL;
 	if (up == NULL) {
 		fail_raw(s, last, "upstream-failed");
@@ -577,7 +620,10 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 		return;
 	}
 	s->up = up;
-	s->upc_counted = 1;	/* a ready upstream comes with its max_connections slot */
+	s->up_base_in = conn_bytes_in(up);
+	s->up_base_out = conn_bytes_out(up);
+	/* A ready upstream comes with its max_connections slot ("original" has none). */
+	s->upc_counted = !s->upc->original;
 	conn_set_cb(up, up_event, s);
 	s->caps = *caps;
 	set_size_limit(s);
@@ -591,20 +637,51 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 	leave(s);
 }
 
+/*
+ * An intercepted device's upstream: the rule's, or for "original" the destination the
+ * device was going to, with [upstream]'s TLS settings (this session's own copy).
+ */
+static int
+intercepted_upstream(struct session *s, const struct session_origin *o)
+{
+	const struct intercept_conf *icp = o->icp;
+
+	if (icp->upstream >= 0) {
+		s->upc = s->cfg->ups[icp->upstream];
+		return (0);
+	}
+	if ((s->own_upc = malloc(sizeof(*s->own_upc))) == NULL)
+		return (-1);
+	memcpy(s->own_upc, icp->orig, sizeof(*s->own_upc));
+	if (parse_hostport(s->orig_dst, s->own_upc->host, sizeof(s->own_upc->host),
+	    &s->own_upc->port) != 0) {
+		free(s->own_upc);
+		return (-1);
+	}
+	/* Port 465 is implicit TLS by convention; everything else is asked for STARTTLS. */
+	s->own_upc->tls = s->own_upc->port == 465 ? UP_TLS_IMPLICIT : UP_TLS_STARTTLS;
+	if (s->own_upc->server_name[0] == '\0')
+		snprintf(s->own_upc->server_name, sizeof(s->own_upc->server_name), "%s",
+		    s->own_upc->host);
+	s->upc = s->own_upc;
+	return (0);
+}
+
 /* Prepare the upstream; the device is greeted once it is ready (on_upstream). */
 static void
 prepare(struct session *s)
 {
 	s->state = S_PREP;
-	if ((s->prep = upstream_start(s->loop, s->cfg, s->dev, s->sid, s->client, on_upstream,
-	    s)) == NULL)
+	if ((s->prep = upstream_start(s->loop, s->cfg, s->dev, (struct upstream_conf *)s->upc,
+	    s->sid, s->client, on_upstream, s)) == NULL)
 		fail_raw(s, "421 4.3.0 Out of memory\r\n", "internal");
 }
 
 struct session *
-session_start(struct ev_loop *loop, struct config *cfg, const struct listener_conf *lc,
-    int fd, const struct sockaddr *peer, session_done_cb *done, void *arg)
+session_start(struct ev_loop *loop, struct config *cfg, int fd, const struct sockaddr *peer,
+    const struct session_origin *o, session_done_cb *done, void *arg)
 {
+	const struct listener_conf *lc = o->lc;
 	struct session *s;
 	struct logline l;
 
@@ -616,6 +693,14 @@ session_start(struct ev_loop *loop, struct config *cfg, const struct listener_co
 	s->cfg = config_ref(cfg);
 	s->dev = route_device(cfg, peer);
 	s->lc = lc;
+	if (o->orig_dst != NULL)
+		parse_addr_str(o->orig_dst, s->orig_dst, sizeof(s->orig_dst));
+	if (o->icp != NULL && intercepted_upstream(s, o) != 0) {
+		close(fd);
+		config_unref(s->cfg);
+		free(s);
+		return (NULL);
+	}
 	s->lim = route_limits(cfg, s->dev);
 	s->done = done;
 	s->done_arg = arg;
@@ -640,8 +725,14 @@ session_start(struct ev_loop *loop, struct config *cfg, const struct listener_co
 	nsessions++;
 	log_begin(&l, L_INFO, s->sid, "session.open");
 	log_str(&l, "client", s->client);
+	if (o->via != NULL && o->via[0] != '\0')
+		log_str(&l, "via", o->via);
 	if (lc != NULL)
 		log_str(&l, "listener", lc->name);
+	if (o->orig_dst != NULL) {
+		log_str(&l, "orig_dst", s->orig_dst);
+		log_str(&l, "intercept", o->icp->name);
+	}
 	log_end(&l);
 	enter(s);
 	if (lc != NULL && lc->tls == LTLS_IMPLICIT) {

@@ -45,6 +45,8 @@ enum local_reply {
 	R_AUTH_PASSWORD,
 	/* TLS toward the device */
 	R_STARTTLS, R_TLS_ACTIVE, R_STARTTLS_TXN, R_STARTTLS_SYNTAX, R_TLS_REQUIRED, R_NEED_HELO,
+	/* upstream reuse: QUIT answered here, the upstream session kept */
+	R_BYE,
 	R_NLOCAL
 };
 
@@ -85,6 +87,8 @@ struct session {
 	const struct listener_conf *lc;	/* the [listener NAME] it came in on; NULL: [proxy] */
 	const struct limits *lim;	/* the profile's limits, or the global ones */
 	const struct upstream_conf *upc;	/* the upstream it relays to, once prepared */
+	struct upstream_conf *own_upc;	/* an intercept rule's "original", for this session */
+	char		 orig_dst[64];	/* transparent: where the device was going; "" */
 	int		 upc_counted;	/* holds one of upc's max_connections */
 	char		 sid[16];
 	char		 client[64];
@@ -127,6 +131,9 @@ struct session {
 	unsigned long long msg_bytes;	/* of the body being read, its end included */
 	/* life (session.c) */
 	unsigned long long cl_in, cl_out, up_in, up_out;	/* of conns already gone */
+	unsigned long long up_base_in, up_base_out;	/* a reused upstream's bytes before */
+	unsigned	 up_msgs;	/* messages on the upstream session, earlier ones too */
+	unsigned	 up_doubt:1;	/* it said something odd: never kept for reuse */
 	const char	*end_reason;
 	session_done_cb	*done;
 	void		*done_arg;
@@ -164,6 +171,13 @@ void session_upstream_lost(struct session *s);
 
 /* The upstream's framing can no longer be trusted: 451 + 421, logged with ${why}. */
 void session_upstream_garbled(struct session *s, const char *why);
+
+/* 1 if the upstream session may serve another device: reuse is on, the proxy logged
+ * in itself, nothing is pending or odd, no transaction is open. */
+int session_reusable(const struct session *s);
+
+/* QUIT was answered here (R_BYE): keep the upstream session if it may be, then close. */
+void session_quit(struct session *s);
 
 /* The 220 to STARTTLS is queued: the handshake begins once it is out. */
 void session_starttls(struct session *s);

@@ -66,7 +66,8 @@ new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
 	struct tlsctx *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tlsctx_index);
 
-	if (t == NULL || !SSL_SESSION_is_resumable(sess))
+	/* No key: connections go to many servers (intercepted, "original"): keep nothing. */
+	if (t == NULL || t->key[0] == '\0' || !SSL_SESSION_is_resumable(sess))
 		return (0);
 	SSL_SESSION *copy;
 
@@ -243,7 +244,8 @@ tlsctx_ssl(struct tlsctx *t, const char *server_name, char *err, size_t errsize)
 		    SSL_set1_host(ssl, server_name) != 1)
 			goto fail;
 	}
-	share_get(t);
+	if (t->key[0] != '\0')
+		share_get(t);
 	if (t->session != NULL) {
 		/*
 		 * Resume from a private copy: OpenSSL marks the session of a connection

@@ -40,7 +40,8 @@ struct tls_report {
  * TLS 1.3 suite is offered either way), and a one-entry session cache for
  * resumption, shared between workers through the shared memory (shared.c) under ${key} and
  * the cipher list (naming the upstream: a session is only offered to the server it
- * came from, and only under the settings it was made with). NULL with a reason in
+ * came from, and only under the settings it was made with; an empty ${key}: no
+ * resumption, for a context whose servers differ per connection). NULL with a reason in
  * ${err} on failure; ${bad_ciphers} is set to 1 when ${ciphers} is what failed
  * (no cipher matched), else 0.
  */

@@ -39,6 +39,7 @@
 #include "smtp.h"
 #include "shared.h"
 #include "tlsctx.h"
+#include "upcache.h"
 #include "upreport.h"
 #include "upstream.h"
 
@@ -65,12 +66,15 @@ struct upstream {
 	struct config	*cfg;
 	const struct device_conf *dev;	/* the device's profile; NULL: none */
 	struct upstream_conf *up;	/* the upstream tried now */
+	struct upstream_conf *only;	/* an intercept rule's: no other is tried */
 	size_t		 ri;		/* its place in the profile's failover order */
 	long		 next_ri;	/* the one to try after it failed; -1: none */
 	int		 skip_down;	/* skip upstreams marked down (not all of them are) */
 	unsigned	 failover:1;	/* this attempt ended, the next upstream is due */
 	unsigned	 counted:1;	/* holds one of u->up's max_connections */
 	unsigned	 handed:1;	/* the count went to the session with the connection */
+	unsigned	 reused:1;	/* u->c came from the reuse cache, ready */
+	unsigned	 msgs;		/* messages relayed on it before */
 	char		 sid[16];
 	char		 client[64];
 	enum up_state	 state;
@@ -151,12 +155,31 @@ token_drop(struct upstream *u)
 	u->token = NULL;
 }
 
+/*
+ * The upstream at place ${i} of what this session may use: the profile's failover
+ * order, or the one an intercept rule chose.
+ */
+static struct upstream_conf *
+up_at(const struct upstream *u, size_t i)
+{
+	if (u->only != NULL)
+		return (i == 0 ? u->only : NULL);
+	return (route_upstream(u->cfg, u->dev, i));
+}
+
+/*
+ * An intercepted session's "original" destination is no configured upstream: it has no
+ * shared slot of its own for max_connections, down marks and metrics.
+ */
+#define SHARED_SLOT(u)	(!(u)->up->original)
+
 /* End: stop everything ${u} waits for and mark it dead; the memory stays for the handlers. */
 static void
 up_close(struct upstream *u)
 {
 	if (u->counted && !u->handed) {
-		shared_upstream_leave(u->up->slot);
+		if (SHARED_SLOT(u))
+			shared_upstream_leave(u->up->slot);
 		u->counted = 0;
 	}
 	u->dead = 1;
@@ -193,7 +216,7 @@ next_index(const struct upstream *u, size_t from)
 	const struct upstream_conf *up;
 	size_t i;
 
-	for (i = from; (up = route_upstream(u->cfg, u->dev, i)) != NULL; i++)
+	for (i = from; (up = up_at(u, i)) != NULL; i++)
 		if (!u->skip_down || shared_upstream_down_left(up->slot) == 0)
 			return ((long)i);
 	return (-1);
@@ -207,6 +230,8 @@ begin_attempt(struct upstream *u)
 		freeaddrinfo(u->ai);
 	u->ai = u->cur = NULL;
 	u->tls_done = 0;
+	u->reused = 0;
+	u->msgs = 0;
 	memset(&u->caps, 0, sizeof(u->caps));
 	memset(&u->login, 0, sizeof(u->login));
 	u->token_gen = u->token_fails = 0;
@@ -215,8 +240,16 @@ begin_attempt(struct upstream *u)
 	u->ntried = u->nshown = 0;
 	u->dead = u->failover = 0;
 	up_enter(u, UP_RESOLVE);
-	/* A slot of its max_connections, or this upstream is busy: on to the next. */
-	u->counted = shared_upstream_enter(u->up->slot, (long)u->up->max_connections);
+	/* A kept session comes ready, with its slot of max_connections. */
+	if (SHARED_SLOT(u) && u->up->reuse > 0 &&
+	    (u->c = upcache_take(u->up, u->dev, &u->caps, &u->msgs)) != NULL) {
+		conn_set_cb(u->c, up_event, u);
+		u->reused = 1;
+		u->counted = 1;
+	} else
+		/* A slot of its max_connections, or this upstream is busy: on to the next. */
+		u->counted = SHARED_SLOT(u) ?
+		    shared_upstream_enter(u->up->slot, (long)u->up->max_connections) : 1;
 	/* Start from the loop, so the callback never runs inside upstream_start(). */
 	ev_timer_init(&u->timer, kick, 0., 0.);
 	u->timer.data = u;
@@ -232,7 +265,7 @@ static void
 next_attempt(struct upstream *u)
 {
 	u->ri = (size_t)u->next_ri;
-	u->up = route_upstream(u->cfg, u->dev, u->ri);
+	u->up = up_at(u, u->ri);
 	begin_attempt(u);
 }
 
@@ -274,7 +307,8 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 	 * A failed upstream is skipped by the next sessions for retry_after; not for our own
 	 * trouble (4.3.0: out of memory or descriptors) or its being busy (4.3.2).
 	 */
-	if (u->cfg->retry_after > 0 && strcmp(code, "4.3.0") != 0 && strcmp(code, "4.3.2") != 0)
+	if (u->cfg->retry_after > 0 && strcmp(code, "4.3.0") != 0 && strcmp(code, "4.3.2") != 0 &&
+	    SHARED_SLOT(u))
 		shared_upstream_down(u->up->slot, (long)u->cfg->retry_after);
 	log_begin(&l, L_WARN, u->sid, "upstream.fail");
 	log_str(&l, "client", u->client);
@@ -286,8 +320,9 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 		log_str(&l, "addr", u->addr);
 	log_str(&l, "stage", stage);
 	log_str(&l, "reason", reason);
-	shared_m_up_fail(u->up->slot, u->state == UP_AUTH ? login_stage(&u->login) :
-	    state_names[u->state], reason);
+	if (SHARED_SLOT(u))
+		shared_m_up_fail(u->up->slot, u->state == UP_AUTH ? login_stage(&u->login) :
+		    state_names[u->state], reason);
 	log_str(&l, "detail", detail);
 	if (cert != NULL) {
 		log_str(&l, "server_name", u->up->server_name);
@@ -300,7 +335,7 @@ up_fail_more(struct upstream *u, const char *code, const char *text, const char 
 		log_str(&l, "hint", hint);
 	u->next_ri = next_index(u, u->ri + 1);
 	if (u->next_ri >= 0)
-		log_str(&l, "next", route_upstream(u->cfg, u->dev, (size_t)u->next_ri)->name);
+		log_str(&l, "next", up_at(u, (size_t)u->next_ri)->name);
 	log_end(&l);
 	/* Before the device is greeted, so the next upstream is as good as the first. */
 	if (u->next_ri >= 0) {
@@ -366,7 +401,8 @@ up_ready(struct upstream *u)
 {
 	struct conn *c = u->c;
 
-	shared_upstream_up(u->up->slot);
+	if (SHARED_SLOT(u))
+		shared_upstream_up(u->up->slot);
 	u->handed = 1;	/* the session releases the count when it ends */
 	conn_secret(c, 0);
 	u->c = NULL;
@@ -599,6 +635,27 @@ auth_reply(struct upstream *u, const char *reply, size_t len, int code)
 }
 
 /*
+ * tls_policy = opportunistic (RFC 7435) and the original destination offers no STARTTLS:
+ * the device's session goes on in plaintext, said loudly once per session.
+ */
+static void
+plaintext(struct upstream *u)
+{
+	struct logline l;
+
+	log_begin(&l, L_WARN, u->sid, "upstream.plaintext");
+	log_str(&l, "client", u->client);
+	log_str(&l, "upstream", u->up->name);
+	log_str(&l, "host", u->up->host);
+	log_num(&l, "port", u->up->port);
+	log_str(&l, "addr", u->addr);
+	log_str(&l, "msg", "no STARTTLS offered: relayed without TLS (tls_policy = "
+	    "opportunistic)");
+	log_end(&l);
+	up_ready(u);
+}
+
+/*
  * One complete reply from the upstream, in the current state. 1 if TLS starts next;
  * the reply may end the preparation (the caller checks u->dead).
  */
@@ -621,6 +678,10 @@ on_reply(struct upstream *u, const char *p, size_t len, const struct smtp_reply 
 		if (r->code != 250 || smtp_caps_parse(p, len, &u->caps) != 0) {
 			up_fail(u, "4.7.0", "upstream does not offer STARTTLS", "no-starttls",
 			    detail);
+			return (0);
+		}
+		if (!(u->caps.flags & SMTP_CAP_STARTTLS) && u->up->opportunistic) {
+			plaintext(u);
 			return (0);
 		}
 		if (!(u->caps.flags & SMTP_CAP_STARTTLS)) {
@@ -947,6 +1008,19 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	enter(u);
+	if (u->reused) {
+		struct logline l;
+
+		log_begin(&l, L_INFO, u->sid, "upstream.reuse");
+		log_str(&l, "client", u->client);
+		log_str(&l, "device", route_name(u->dev));
+		log_str(&l, "upstream", u->up->name);
+		log_num(&l, "messages", u->msgs);
+		log_end(&l);
+		up_ready(u);
+		leave(u);
+		return;
+	}
 	if (!u->counted) {
 		up_fail(u, "4.3.2", "Too many upstream connections, try again later",
 		    "max_connections", "max_connections sessions held already");
@@ -957,7 +1031,8 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_timer_init(&u->timer, on_timeout, 0., 0.);
 	u->timer.data = u;
 	arm(u);
-	shared_m_up_attempt(u->up->slot);
+	if (SHARED_SLOT(u))
+		shared_m_up_attempt(u->up->slot);
 	if ((u->res = resolve_start(u->up->host, u->up->port, on_resolved, u)) == NULL)
 		up_fail(u, "4.3.0", "internal error", "resolve", "out of memory");
 	leave(u);
@@ -965,7 +1040,8 @@ kick(struct ev_loop *loop, ev_timer *w, int revents)
 
 struct upstream *
 upstream_start(struct ev_loop *loop, struct config *cfg, const struct device_conf *dev,
-    const char *sid, const char *client, upstream_cb *cb, void *arg)
+    struct upstream_conf *only, const char *sid, const char *client, upstream_cb *cb,
+    void *arg)
 {
 	struct upstream *u;
 	long first;
@@ -975,6 +1051,7 @@ upstream_start(struct ev_loop *loop, struct config *cfg, const struct device_con
 	u->loop = loop;
 	u->cfg = config_ref(cfg);
 	u->dev = dev;
+	u->only = only;
 	snprintf(u->sid, sizeof(u->sid), "%s", sid);
 	snprintf(u->client, sizeof(u->client), "%s", client);
 	u->cb = cb;
@@ -986,7 +1063,7 @@ upstream_start(struct ev_loop *loop, struct config *cfg, const struct device_con
 		first = 0;
 	}
 	u->ri = (size_t)first;
-	u->up = route_upstream(cfg, dev, u->ri);
+	u->up = up_at(u, u->ri);
 	begin_attempt(u);
 	return (u);
 }
@@ -1008,6 +1085,12 @@ const struct upstream_conf *
 upstream_conf_of(const struct upstream *u)
 {
 	return (u->up);
+}
+
+unsigned
+upstream_messages(const struct upstream *u)
+{
+	return (u->msgs);
 }
 
 void

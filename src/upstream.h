@@ -29,13 +29,15 @@ typedef void upstream_cb(void *arg, struct conn *c, const struct smtp_caps *caps
     const char *reply);
 
 /**
- * upstream_start(loop, cfg, sid, client, cb, arg):
- * Begin preparing an upstream connection for session ${sid} of ${client}. The
- * callback may not run before this returns. NULL if out of memory.
+ * upstream_start(loop, cfg, dev, only, sid, client, cb, arg):
+ * Begin preparing an upstream connection for session ${sid} of ${client}: the upstreams
+ * of profile ${dev} in failover order, or only ${only} (an intercept rule's; it must
+ * outlive the preparation). The callback may not run before this returns. NULL if out
+ * of memory.
  */
 struct upstream *upstream_start(struct ev_loop *loop, struct config *cfg,
-    const struct device_conf *dev, const char *sid, const char *client, upstream_cb *cb,
-    void *arg);
+    const struct device_conf *dev, struct upstream_conf *only, const char *sid,
+    const char *client, upstream_cb *cb, void *arg);
 
 /**
  * upstream_observe(u, rep):
@@ -56,6 +58,12 @@ void upstream_token_owner(pid_t pid);
  * The upstream ${u} is on now (in the callback: the one that worked, or failed last).
  */
 const struct upstream_conf *upstream_conf_of(const struct upstream *u);
+
+/**
+ * upstream_messages(u):
+ * In the callback: the messages relayed before on a session that was reused (0: new).
+ */
+unsigned upstream_messages(const struct upstream *u);
 
 /**
  * upstream_cancel(u):

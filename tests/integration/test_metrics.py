@@ -156,7 +156,8 @@ def test_metrics_count_each_kind_of_session_message_handshake_and_failure(upstre
     assert s.get("sessions_active") == 0
     assert s.series("sessions_refused_total") == {
         (("reason", r),): (1 if r == "allow" else 0) for r in
-        ("allow", "max_sessions", "max_sessions_per_client", "upstream_busy", "auth_backoff")}
+        ("allow", "max_sessions", "max_sessions_per_client", "upstream_busy", "auth_backoff",
+         "proxy_header", "loop", "no-intercept-rule")}
     assert s.series("upstream_attempts_total") == {
         (("upstream", "default"),): 4, (("upstream", "tf"),): 1, (("upstream", "dead"),): 1,
         (("upstream", "expired"),): 1}
@@ -442,5 +443,5 @@ def test_metrics_label_tables_know_every_stage_and_reason_the_code_logs():
     assert len(stages) >= 14 and len(reasons) >= 15, (stages, reasons)
     assert stages <= table("stage"), stages - table("stage")
     assert reasons <= table("reason"), reasons - table("reason")
-    refused = set(re.findall(r'deny\(\w+, L_[A-Z]+, fd, client, "([^"]+)"', read("listener.c")))
+    refused = set(re.findall(r'deny\(\w+, L_[A-Z]+, fd, client, (?:via, )?"([^"]+)"', read("listener.c")))
     assert refused and refused <= table("refuse"), refused - table("refuse")

@@ -402,7 +402,7 @@ def test_check_verbose_prints_who_goes_where(tmp_path, certs):
             "[listener tls]\nlisten = [::1]:4650, 127.0.0.1:4650\ntls = implicit\n"
             "tls_profile = legacy\ncert_file = %s\nkey_file = %s\n\n"
             "[listener sub]\nlisten = 127.0.0.1:5870\ntls = starttls\nrequire_tls = yes\n"
-            "cert_file = %s\nkey_file = %s\n" % ((ca, ca) + certs["good"] + certs["good"]))
+            "cert_file = %s\nkey_file = %s\n" % ((ca, ca) + certs["device"] + certs["device"]))
     path = tmp_path / "v.ini"
     path.write_text(text)
     p = subprocess.run([PROXY_BIN, "-t", "-v", "-c", str(path)], capture_output=True,

@@ -13,7 +13,8 @@ MAN8 = os.path.join(REPO, "man", "smtp-tls-proxy.8")
 MAN5 = os.path.join(REPO, "man", "smtp-tls-proxy.ini.5")
 SECTION_TITLES = {"proxy": "PROXY SECTION", "upstream": "UPSTREAM SECTION",
                   "device": "DEVICE SECTION", "limits": "LIMITS SECTION", "log": "LOG SECTION",
-                  "metrics": "METRICS SECTION"}
+                  "metrics": "METRICS SECTION", "listener": "LISTENER SECTION",
+                  "intercept": "INTERCEPT SECTION"}
 
 
 def read(path):
