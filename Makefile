@@ -7,6 +7,8 @@
 #   make tlsscan      testssl.sh against each device TLS profile (part of `make test`)
 #   make demo         build and show one message going through a local TLS server
 #   make SANITIZE=1   ASan + UBSan build (objects in build/san/)
+#   make bench        the proxy and stunnel side by side in front of one TLS sink
+#                     (tests/bench; BENCH=quick in under a minute, BENCH=smoke seconds)
 #   make fresh-check  `make test` in a new Debian 12 chroot from a clean clone of HEAD
 #                     (root; tests/fresh-machine.sh: proves DEPS_* name every package)
 
@@ -50,6 +52,10 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 #   sasl2-bin, libsasl2-modules; scraping the metrics endpoint: curl; promtool (checks
 #   the exposition format and conf/alerts.example.yml): prometheus, Debian's only package
 #   of it (about 95 MB installed, the server comes along; its service is not needed);
+#   the load balancer in front of two instances (tests/e2e/test_haproxy.py, and
+#   `haproxy -c` on conf/haproxy.cfg.example): haproxy (its service, on Debian's default
+#   config, listens nowhere; the test runs its own in the foreground).
+#   the gateway suite's network namespaces and redirect/tproxy rules: iproute2, nftables.
 #   scanning the device-side TLS of each listener profile (tests/tls, `make tlsscan`):
 #   testssl.sh (an independent judge of offered protocols, suites and known weaknesses).
 # OAuth2: libcurl (HTTPS to the token endpoint, its multi interface on our libev loop) and
@@ -60,10 +66,11 @@ DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-crypt
               swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
               postfix sasl2-bin libsasl2-modules clang libclang-rt-dev valgrind \
               iproute2 util-linux mount systemd groff-base man-db strace curl prometheus \
-              testssl.sh
+              stunnel4 haproxy nftables testssl.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test check unit integration adversarial service e2e valgrind tlsscan demo clean fresh-check
+.PHONY: all deps test check unit integration adversarial service e2e valgrind tlsscan demo clean \
+        fresh-check bench bench-bins
 FUZZ_SMOKE ?= 20
 
 all: $(BIN)
@@ -129,10 +136,11 @@ valgrind: $(BIN)
 	  cat $(BUILD)/valgrind/vg.*.log; echo "valgrind: errors above"; exit 1; fi
 	@echo "valgrind: 0 errors"
 
-SUITES := $(wildcard tests/integration tests/adversarial tests/service tests/e2e)
+SUITES := $(wildcard tests/integration tests/adversarial tests/service tests/e2e tests/gateway \
+            tests/bench)
 
 # One pytest per suite: each has its own conftest.
-check: all
+check: all bench-bins
 	$(MAKE) unit
 	@set -e; for s in $(SUITES); do echo "== $$s"; PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) $$s; done
 
@@ -153,6 +161,24 @@ test: deps
 demo: deps
 	$(MAKE) all
 	$(PYTHON) tests/demo.py $(CURDIR)/$(BIN)
+
+# `make bench`: the load client and TLS sink of tests/bench, then the driver (see its
+# header). BENCH=full (default, under ten minutes), quick (under one), smoke (seconds);
+# BENCH_REUSE=N adds a column with [upstream] reuse = N. No figure is timed in `make test`:
+# it runs tests/bench/test_smoke.py, a BENCH=smoke run that checks the harness works.
+BENCH        ?= full
+BENCH_BINS   := $(BUILD)/bench/loadgen $(BUILD)/bench/sink
+
+$(BUILD)/bench/%: tests/bench/%.c | $(BUILD)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(ALL_CFLAGS) -pthread -o $@ $< $(LDFLAGS_ALL) $(shell pkg-config --libs openssl)
+
+bench-bins: $(BENCH_BINS)
+
+bench: $(BIN) $(BENCH_BINS)
+	@command -v stunnel >/dev/null || { echo "bench: stunnel missing (make deps)"; exit 1; }
+	$(PYTHON) tests/bench/bench.py --mode $(BENCH) --proxy $(CURDIR)/$(BIN) \
+	    --bindir $(CURDIR)/$(BUILD)/bench
 
 clean:
 	rm -rf build

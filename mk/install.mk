@@ -43,6 +43,7 @@ INSTALLED_FILES := \
 	$(DOCDIR)/examples/socket-activation.conf \
 	$(DOCDIR)/examples/credentials.conf \
 	$(DOCDIR)/examples/alerts.example.yml \
+	$(DOCDIR)/examples/haproxy.cfg.example \
 	$(addprefix $(DOCDIR)/examples/,$(notdir $(EXAMPLE_CONFS)))
 
 .PHONY: install uninstall
@@ -76,7 +77,8 @@ install: $(INSTALL_BIN)
 	$(INSTALL) -m 0644 conf/smtp-tls-proxy.ini $(DESTDIR)$(DOCDIR)/smtp-tls-proxy.ini
 	$(INSTALL) -m 0644 systemd/examples/socket-activation.conf systemd/examples/credentials.conf \
 	    $(DESTDIR)$(DOCDIR)/examples/
-	$(INSTALL) -m 0644 $(EXAMPLE_CONFS) conf/alerts.example.yml $(DESTDIR)$(DOCDIR)/examples/
+	$(INSTALL) -m 0644 $(EXAMPLE_CONFS) conf/alerts.example.yml \
+	    conf/haproxy.cfg.example $(DESTDIR)$(DOCDIR)/examples/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED_FILES))

@@ -1,7 +1,8 @@
 /*
  * The checks across keys, once every line is read: listen addresses, the names the
  * proxy and its upstream go by, the credentials (read from password_file here, so -t
- * proves the file) and the TLS context (so -t proves the CA file and the cipher list).
+ * proves the file) and the TLS context (so -t proves the CA file, the cipher list and the
+ * client certificate and key).
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -196,24 +197,92 @@ check_reuse(struct loader *ld)
 		    workers, workers == 1 ? "" : "s", up->max_connections);
 }
 
-/* The TLS context towards the upstream: proves the CA file and the cipher list. */
+/*
+ * The client certificate keys: both or neither, and each file readable (said with its
+ * own line and errno, clearer than OpenSSL's words); -1 when the context cannot be made.
+ */
+static int
+check_client_cert(struct loader *ld)
+{
+	const struct upstream_conf *up = ld->up;
+	int cline = config_key_line(ld, "client_cert_file");
+	int kline = config_key_line(ld, "client_key_file");
+	struct stat st;
+	int fd;
+
+	if ((up->client_cert_file[0] == '\0') != (up->client_key_file[0] == '\0')) {
+		config_err(ld, cline ? cline : kline, "set client_cert_file and client_key_file "
+		    "together (the certificate presented to the upstream and its key)");
+		return (-1);
+	}
+	if (up->client_cert_file[0] == '\0')
+		return (0);
+	if ((fd = open(up->client_cert_file, O_RDONLY | O_CLOEXEC)) < 0) {
+		config_err(ld, cline, "client_cert_file %s: %s", up->client_cert_file,
+		    strerror(errno));
+		return (-1);
+	}
+	close(fd);
+	if ((fd = open(up->client_key_file, O_RDONLY | O_CLOEXEC)) < 0) {
+		config_err(ld, kline, "client_key_file %s: %s", up->client_key_file,
+		    strerror(errno));
+		return (-1);
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & S_IROTH))
+		config_warn(ld, kline, "client_key_file %s is readable by every user of this "
+		    "machine (chmod o-r it, or give it with LoadCredential=)", up->client_key_file);
+	close(fd);
+	return (0);
+}
+
+/*
+ * The TLS context towards the upstream: proves the CA file, the cipher list and the
+ * client certificate and key (read here, so a reload reads a renewed one).
+ */
 static void
 make_tls(struct loader *ld)
 {
+	struct upstream_conf *up = ld->up;
+	struct tlsctx_opts o;
+	enum tlsctx_bad bad;
 	char key[600], why[512];
-	int bad_ciphers;
 
-	snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", ld->up->host, ld->up->port, ld->up->server_name,
-	    ld->up->verify, ld->up->min_tls);
-	ld->up->tlsctx = tlsctx_new_client(key, ld->up->ca_file, ld->up->verify, ld->up->min_tls,
-	    ld->up->tls_ciphers, &bad_ciphers, why, sizeof(why));
-	if (ld->up->tlsctx == NULL && bad_ciphers)
+	if (check_client_cert(ld) != 0)
+		return;
+	snprintf(key, sizeof(key), "%s|%d|%s|%d|%d", up->host, up->port, up->server_name,
+	    up->verify, up->min_tls);
+	memset(&o, 0, sizeof(o));
+	o.key = key;
+	o.ca_file = up->ca_file;
+	o.verify = up->verify;
+	o.min_tls = up->min_tls;
+	o.ciphers = up->tls_ciphers;
+	o.pins = &up->pins;
+	o.cert_file = up->client_cert_file;
+	o.key_file = up->client_key_file;
+	if ((up->tlsctx = tlsctx_new_client(&o, &bad, why, sizeof(why))) != NULL)
+		return;
+	switch (bad) {
+	case TLSCTX_BAD_CIPHERS:
 		config_err(ld, config_key_line(ld, "tls_ciphers"),
 		    "tls_ciphers '%s': no TLS 1.2 cipher OpenSSL knows matches (%s)",
-		    ld->up->tls_ciphers, why);
-	else if (ld->up->tlsctx == NULL)
+		    up->tls_ciphers, why);
+		break;
+	case TLSCTX_BAD_CERT:
+		config_err(ld, config_key_line(ld, "client_cert_file"),
+		    "client_cert_file %s: not a PEM certificate OpenSSL accepts (%s)",
+		    up->client_cert_file, why);
+		break;
+	case TLSCTX_BAD_KEY:
+		config_err(ld, config_key_line(ld, "client_key_file"),
+		    "client_key_file %s: not an unencrypted PEM private key matching "
+		    "client_cert_file (%s)", up->client_key_file, why);
+		break;
+	case TLSCTX_BAD_CA:
 		config_err(ld, config_key_line(ld, "ca_file"), "ca_file %s: %s",
-		    ld->up->ca_file[0] ? ld->up->ca_file : "(system store)", why);
+		    up->ca_file[0] ? up->ca_file : "(system store)", why);
+		break;
+	}
 }
 
 void

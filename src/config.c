@@ -43,6 +43,7 @@ static const char *set_match(struct config *, char *, const char *);
 static const char *set_metrics_listen(struct config *, char *, const char *);
 static const char *set_metrics_allow(struct config *, char *, const char *);
 static const char *set_route(struct config *, char *, const char *);
+static const char *set_pin(struct config *, char *, const char *);
 
 /* How a key's value is read into its field. */
 enum key_type {
@@ -177,6 +178,9 @@ static const struct key keys[] = {
 	UINT("upstream", "reuse_idle", "30", U(reuse_idle), 1, 3600, "expected seconds, 1..3600"),
 	UINT("upstream", "reuse_max_messages", "100", U(reuse_max_messages), 0, 1000000,
 	    "expected messages (0: no limit)"),
+	FUNC("upstream", "pin", "", set_pin),
+	PATH("upstream", "client_cert_file", "", U(client_cert_file)),
+	PATH("upstream", "client_key_file", "", U(client_key_file)),
 	ENUM("upstream", "oauth2_flow", "", U(oauth2_flow), flow_names, NULL),
 	STR("upstream", "oauth2_token_url", "", U(oauth2_token_url)),
 	STR("upstream", "oauth2_client_id", "", U(oauth2_client_id)),
@@ -388,6 +392,17 @@ set_route(struct config *c, char *obj, const char *v)
 
 	(void)c;
 	return (copy(d->route_names, sizeof(d->route_names), v));
+}
+
+/* pin = sha256//BASE64, ...: the upstream's SPKI pins; the reason names the bad one. */
+static const char *
+set_pin(struct config *c, char *obj, const char *v)
+{
+	struct upstream_conf *up = (struct upstream_conf *)(void *)obj;
+	static _Thread_local char why[200];
+
+	(void)c;
+	return (pin_parse_list(v, &up->pins, why, sizeof(why)) == 0 ? NULL : why);
 }
 
 /* One addr:port, or empty (off); numeric, checked like listen. */

@@ -7,6 +7,7 @@
 #include "data.h"
 #include "log.h"
 #include "parse.h"
+#include "pin.h"
 
 #define CONFIG_DEFAULT_PATH	"/etc/smtp-tls-proxy/smtp-tls-proxy.ini"
 #define CONFIG_MAX_LISTEN	16
@@ -87,6 +88,9 @@ struct upstream_conf {
 	unsigned long	 reuse_idle;		/* seconds one is kept unused */
 	unsigned long	 reuse_max_messages;	/* messages before one is closed; 0: no limit */
 	char		 tls_ciphers[1024];	/* TLS 1.2 cipher list; "" = our default */
+	struct pinset	 pins;			/* SPKI pins; none = verification alone */
+	char		 client_cert_file[PATH_MAX];	/* "" = we present no certificate */
+	char		 client_key_file[PATH_MAX];
 	struct tlsctx	*tlsctx;		/* TLS towards it, with its session cache */
 	/* An [intercept] rule's "original": host and port are each session's own. */
 	int		 original;

@@ -41,8 +41,9 @@ make_original(struct loader *ld, const struct intercept_conf *ic)
 {
 	const struct upstream_conf *def = &ld->c->up;
 	struct upstream_conf *o;
+	struct tlsctx_opts opts;
+	enum tlsctx_bad bad;
 	char why[512];
-	int bad;
 
 	if ((o = malloc(sizeof(*o))) == NULL) {
 		config_err(ld, ic->line, "out of memory");
@@ -59,15 +60,25 @@ make_original(struct loader *ld, const struct intercept_conf *ic)
 	OPENSSL_cleanse(o->oauth2_client_secret, sizeof(o->oauth2_client_secret));
 	o->username[0] = o->password_file[0] = '\0';
 	o->auth_mechanism = UP_AUTH_AUTO;
+	memset(&o->pins, 0, sizeof(o->pins));
+	o->client_cert_file[0] = o->client_key_file[0] = '\0';
 	o->oauth2_flow = OAUTH2_NONE;
 	o->oauth2_key_pem = NULL;
 	o->original = 1;
 	o->opportunistic = ic->tls_policy == TLS_POLICY_OPPORTUNISTIC;
 	if (o->opportunistic)
 		o->verify = 0;
-	/* No session cache ("" key): a session is never offered to another destination. */
-	if ((o->tlsctx = tlsctx_new_client("", o->ca_file, o->verify, o->min_tls, o->tls_ciphers,
-	    &bad, why, sizeof(why))) == NULL) {
+	/*
+	 * No session cache ("" key): a session is never offered to another destination.
+	 * Nor [upstream]'s pins or client certificate: they belong to that server.
+	 */
+	memset(&opts, 0, sizeof(opts));
+	opts.key = "";
+	opts.ca_file = o->ca_file;
+	opts.verify = o->verify;
+	opts.min_tls = o->min_tls;
+	opts.ciphers = o->tls_ciphers;
+	if ((o->tlsctx = tlsctx_new_client(&opts, &bad, why, sizeof(why))) == NULL) {
 		config_err(ld, ic->line, "[intercept %s] original: %s", ic->name, why);
 		free(o);
 		return (NULL);

@@ -28,6 +28,8 @@ static const struct {
 	{ "verify", "local issuer", "the issuer is not in ca_file and the server did not send "
 	    "it: set ca_file to the CA (or bundle) that issued this certificate" },
 	{ "verify", NULL, "check ca_file and server_name" },
+	{ "pin", NULL, "no certificate of the chain matches pin: if the provider changed its "
+	    "key or CA on purpose, set pin to one of the chain's pins above" },
 	{ "connect", NULL, "check host and port, and that a firewall lets this gateway reach "
 	    "the server" },
 	{ "resolve", NULL, "check host (the DNS name) and this gateway's resolver" },
@@ -166,6 +168,16 @@ text_tls(FILE *f, const struct upstream_report *rep)
 		text_cert(f, i, &rep->chain[i]);
 	if (rep->chain_more > 0)
 		fprintf(f, "    ... %zu more\n", rep->chain_more);
+	/* Pins: which one the chain matched, or that none did (and what was expected). */
+	if (rep->pins[0] == '\0')
+		return;
+	if (rep->pin_matched[0] != '\0')
+		fprintf(f, "  %-11s ok: %s matches\n", "pin", rep->pin_matched);
+	else if (strcmp(rep->fail_reason, "pin") == 0)
+		fprintf(f, "  %-11s MISMATCH: no certificate of the chain above matches pin = %s\n",
+		    "pin", rep->pins);
+	else
+		fprintf(f, "  %-11s not checked (pin = %s)\n", "pin", rep->pins);
 }
 
 void
@@ -305,6 +317,24 @@ json_tls(const struct upstream_report *rep)
 	    "chain_verified", rep->chain_verified));
 }
 
+/* The pins configured and the one matched; null when none is configured. */
+static json_t *
+json_pin(const struct upstream_report *rep)
+{
+	const char *p = rep->pins, *comma;
+	json_t *a;
+
+	if (rep->pins[0] == '\0' || (a = json_array()) == NULL)
+		return (json_null());
+	while (*p != '\0') {
+		comma = strstr(p, ", ");
+		json_array_append_new(a, json_stringn(p, comma ? (size_t)(comma - p) : strlen(p)));
+		p = comma ? comma + 2 : p + strlen(p);
+	}
+	return (json_pack("{s:o, s:o, s:b}", "expected", a, "matched",
+	    str_or_null(rep->pin_matched), "mismatch", strcmp(rep->fail_reason, "pin") == 0));
+}
+
 static json_t *
 json_auth(const struct upstream_report *rep)
 {
@@ -330,13 +360,14 @@ probefmt_json(const struct upstream_report *rep)
 {
 	/* json_pack takes the "o" values even when it fails, so nothing leaks. */
 	return (json_pack("{s:s, s:s, s:i, s:s, s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:o, "
-	    "s:o, s:o, s:o, s:o, s:f, s:o}",
+	    "s:o, s:o, s:o, s:o, s:o, s:f, s:o}",
 	    "upstream", rep->name, "host", rep->host, "port", rep->port, "tls", rep->mode,
 	    "server_name", rep->server_name, "verify", rep->verify, "ok", rep->ok,
 	    "addresses", json_addrs(rep), "greeting", str_or_null(rep->greeting),
 	    "capabilities_before_tls", json_caps(rep->ehlo_plain),
 	    "capabilities_after_tls", json_caps(rep->ehlo_tls),
-	    "tls_session", json_tls(rep), "chain", json_chain(rep), "auth", json_auth(rep),
+	    "tls_session", json_tls(rep), "chain", json_chain(rep), "pin", json_pin(rep),
+	    "auth", json_auth(rep),
 	    "quit", str_or_null(rep->quit_reply), "steps", json_steps(rep),
 	    "total_ms", (double)(long long)(rep->total * 1e6 + .5) / 1000.,
 	    "failure", json_failure(rep)));

@@ -611,7 +611,9 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 	struct session *s = arg;
 
 	enter(s);
-	s->upc = upstream_conf_of(s->prep);
+	/* An "original" upstream is this session's own copy (the preparation's goes with it). */
+	if (s->own_upc == NULL)
+		s->upc = upstream_conf_of(s->prep);
 	s->up_msgs = upstream_messages(s->prep);
 	s->prep = NULL;
 	if (up == NULL) {

@@ -1,7 +1,8 @@
 /*
  * OpenSSL contexts towards the upstream: protocol and cipher policy, verification
- * (chain, name, no CN fallback), the session cache shared by the workers, and the
- * handshake report that the tls.handshake line and upstream.fail print.
+ * (chain, name, no CN fallback), public key pins, the client certificate, the session
+ * cache shared by the workers, and the handshake report that the tls.handshake line and
+ * upstream.fail print.
  */
 #include <arpa/inet.h>
 
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 #include "log.h"
@@ -23,19 +25,35 @@ struct tlsctx {
 	unsigned long	 share_gen;	/* of the shared copy t->session came from */
 	char		 key[SHARED_TLS_KEY];	/* which upstream: sessions never cross to another */
 	int		 verify;
+	struct pinset	 pins;
+	int		 session_pin;	/* PIN_STATE of t->session's full handshake */
 };
 
-/* Publish ${sess} to the other workers (a few hundred bytes, under a spin lock). */
+/*
+ * A connection's pin check, in its SSL (pin_index): none yet, the pin that matched
+ * (PIN_STATE_MATCH + its index), or no match. A resumed session carries the state of
+ * the full handshake it came from, which the cache keeps beside it.
+ */
+#define PIN_STATE_NONE		0
+#define PIN_STATE_MATCH		1
+#define PIN_STATE_MISMATCH	0xff
+#define TLSCTX_CHAIN_MAX	16	/* certificates of a chain hashed for the pins */
+
+/*
+ * Publish ${sess} to the other workers (a few hundred bytes, under a spin lock), after
+ * one byte: the pin state of the handshake it came from, for their tls.handshake lines.
+ */
 static void
 share_put(struct tlsctx *t, SSL_SESSION *sess)
 {
-	unsigned char der[SHARED_TLS_DER], *p = der;
+	unsigned char der[SHARED_TLS_DER], *p = der + 1;
 	int n = i2d_SSL_SESSION(sess, NULL);
 
-	if (n <= 0 || (size_t)n > sizeof(der) || i2d_SSL_SESSION(sess, &p) != n)
+	if (n <= 0 || (size_t)n + 1 > sizeof(der) || i2d_SSL_SESSION(sess, &p) != n)
 		return;
-	shared_tls_put(t->key, der, (unsigned)n, &t->share_gen);
-	OPENSSL_cleanse(der, (size_t)n);
+	der[0] = (unsigned char)t->session_pin;
+	shared_tls_put(t->key, der, (unsigned)n + 1, &t->share_gen);
+	OPENSSL_cleanse(der, (size_t)n + 1);
 }
 
 /* Take a newer session another worker published for the same upstream. */
@@ -43,22 +61,37 @@ static void
 share_get(struct tlsctx *t)
 {
 	unsigned char der[SHARED_TLS_DER];
-	const unsigned char *p = der;
+	const unsigned char *p = der + 1;
 	SSL_SESSION *sess;
 	unsigned len;
 
-	if ((len = shared_tls_get(t->key, &t->share_gen, der, sizeof(der))) == 0)
+	if ((len = shared_tls_get(t->key, &t->share_gen, der, sizeof(der))) < 2)
 		return;
-	sess = d2i_SSL_SESSION(NULL, &p, (long)len);
-	OPENSSL_cleanse(der, len);
+	sess = d2i_SSL_SESSION(NULL, &p, (long)len - 1);
+	OPENSSL_cleanse(der + 1, len - 1);
 	if (sess == NULL)
 		return;
 	SSL_SESSION_free(t->session);
 	t->session = sess;
+	t->session_pin = der[0];
 }
 
 static int tlsctx_index = -1;
 static int first_index = -1;	/* SSL ex_data: the first bytes the server sent */
+static int pin_index = -1;	/* SSL ex_data: PIN_STATE_* */
+static int asked_index = -1;	/* SSL ex_data: the server asked for a client certificate */
+
+static int
+pin_state(SSL *ssl)
+{
+	return (pin_index < 0 ? PIN_STATE_NONE : (int)(uintptr_t)SSL_get_ex_data(ssl, pin_index));
+}
+
+static void
+set_pin_state(SSL *ssl, int state)
+{
+	SSL_set_ex_data(ssl, pin_index, (void *)(uintptr_t)state);
+}
 
 /* Keep the newest session (TLS 1.3 sends tickets after the handshake, so a callback). */
 static int
@@ -71,12 +104,178 @@ new_session_cb(SSL *ssl, SSL_SESSION *sess)
 		return (0);
 	SSL_SESSION *copy;
 
+	/* Only sessions whose handshake matched a pin: resuming one skips the check. */
+	if (t->pins.n > 0 && (pin_state(ssl) < PIN_STATE_MATCH ||
+	    pin_state(ssl) == PIN_STATE_MISMATCH))
+		return (0);
 	/* A copy, for the same reason as in tlsctx_ssl(). */
 	if ((copy = SSL_SESSION_dup(sess)) == NULL)
 		return (0);
 	SSL_SESSION_free(t->session);
 	t->session = copy;
+	t->session_pin = pin_state(ssl);
 	share_put(t, copy);
+	return (0);
+}
+
+int
+tlsctx_spki_hash(X509 *cert, unsigned char hash[PIN_HASH_LEN])
+{
+	unsigned char *der = NULL;
+	unsigned int mdlen = 0;
+	int n, ok;
+
+	/* The SPKI as the certificate encodes it, as curl hashes it for --pinnedpubkey. */
+	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der)) <= 0)
+		return (-1);
+	ok = EVP_Digest(der, (size_t)n, hash, &mdlen, EVP_sha256(), NULL) == 1 &&
+	    mdlen == PIN_HASH_LEN;
+	OPENSSL_free(der);
+	return (ok ? 0 : -1);
+}
+
+/* The SPKI hashes of ${chain} (leaf first) into ${out}; how many. */
+static size_t
+chain_hashes(STACK_OF(X509) *chain, unsigned char (*out)[PIN_HASH_LEN])
+{
+	size_t n = 0;
+	int i;
+
+	for (i = 0; chain != NULL && i < sk_X509_num(chain) && n < TLSCTX_CHAIN_MAX; i++)
+		if (tlsctx_spki_hash(sk_X509_value(chain, i), out[n]) == 0)
+			n++;
+	return (n);
+}
+
+/*
+ * Verification with pins: OpenSSL's own first (chain, name); then, when it passed or
+ * verify = no, some certificate of the chain must match a pin: the verified chain, up
+ * to the trust anchor, or with verify = no the chain the server sent. A mismatch fails
+ * the handshake as a verification failure would, before any session is made.
+ */
+static int
+verify_pins_cb(X509_STORE_CTX *xs, void *arg)
+{
+	struct tlsctx *t = arg;
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	unsigned char hashes[TLSCTX_CHAIN_MAX][PIN_HASH_LEN];
+	STACK_OF(X509) *chain;
+	size_t n;
+	int ok, p;
+
+	ok = X509_verify_cert(xs);
+	if (ok <= 0 && t->verify)
+		return (ok);
+	chain = t->verify ? X509_STORE_CTX_get0_chain(xs) : X509_STORE_CTX_get0_untrusted(xs);
+	n = chain_hashes(chain, hashes);
+	/*
+	 * The verify result stays what OpenSSL found (the logs and the probe show it); the
+	 * pin's verdict is kept in the SSL, and returning 0 is enough to fail the handshake.
+	 */
+	if ((p = pin_match(&t->pins, (const unsigned char (*)[PIN_HASH_LEN])hashes, n,
+	    NULL)) < 0) {
+		if (ssl != NULL)
+			set_pin_state(ssl, PIN_STATE_MISMATCH);
+		return (0);
+	}
+	if (ssl != NULL)
+		set_pin_state(ssl, PIN_STATE_MATCH + p);
+	return (1);
+}
+
+int
+tlsctx_pin_failed(SSL *ssl, char *detail, size_t size)
+{
+	struct tlsctx *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tlsctx_index);
+	unsigned char hashes[TLSCTX_CHAIN_MAX][PIN_HASH_LEN];
+	char want[PIN_MAX * (PIN_STR_LEN + 2)], have[TLSCTX_CHAIN_MAX * (PIN_STR_LEN + 2)];
+	size_t n;
+
+	if (t == NULL || t->pins.n == 0 || pin_state(ssl) != PIN_STATE_MISMATCH)
+		return (0);
+	n = chain_hashes(t->verify ? SSL_get0_verified_chain(ssl) : SSL_get_peer_cert_chain(ssl),
+	    hashes);
+	pin_list_str((const unsigned char (*)[PIN_HASH_LEN])t->pins.hash, t->pins.n, want,
+	    sizeof(want));
+	pin_list_str((const unsigned char (*)[PIN_HASH_LEN])hashes, n, have, sizeof(have));
+	snprintf(detail, size, "no certificate of the %s chain matches a pin: expected %s; "
+	    "the chain has %s", t->verify ? "verified" : "sent", want, n ? have : "none");
+	return (1);
+}
+
+/* The server asks for a client certificate and none is configured: note it, send none. */
+static int
+client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
+{
+	(void)x509;
+	(void)pkey;
+	SSL_set_ex_data(ssl, asked_index, (void *)(uintptr_t)1);
+	return (0);
+}
+
+const char *
+tlsctx_hint(SSL *ssl)
+{
+	if (asked_index < 0 || SSL_get_ex_data(ssl, asked_index) == NULL)
+		return (NULL);
+	return ("the server asked for a client certificate and none is configured: set "
+	    "client_cert_file and client_key_file (the certificate this relay accepts)");
+}
+
+/* Never prompt on a terminal for a key's passphrase: an encrypted key is an error. */
+static int
+no_passphrase_cb(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return (-1);
+}
+
+/*
+ * What else a session belongs to, as hex in ${out} (65 bytes): the SHA-256 of the pins
+ * and of the client certificate, so a session made under other pins (or as another
+ * client) is never resumed under these. "" when neither is configured.
+ */
+static void
+settings_digest(struct tlsctx *t, char *out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE], *der = NULL;
+	unsigned int mdlen = 0, i;
+	X509 *cert = SSL_CTX_get0_certificate(t->ctx);
+	EVP_MD_CTX *m;
+	int n = 0;
+
+	out[0] = '\0';
+	if (t->pins.n == 0 && cert == NULL)
+		return;
+	if ((m = EVP_MD_CTX_new()) == NULL)
+		return;
+	if (cert != NULL)
+		n = i2d_X509(cert, &der);
+	if (EVP_DigestInit_ex(m, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(m, t->pins.hash, t->pins.n * PIN_HASH_LEN) == 1 &&
+	    (n <= 0 || EVP_DigestUpdate(m, der, (size_t)n) == 1) &&
+	    EVP_DigestFinal_ex(m, md, &mdlen) == 1)
+		for (i = 0; i < mdlen && i < 32; i++)
+			snprintf(out + 2 * i, 3, "%02x", md[i]);
+	OPENSSL_free(der);
+	EVP_MD_CTX_free(m);
+}
+
+/* The client certificate and key of ${o} into ${t}; 0, or -1 with *${bad} set. */
+static int
+load_client_cert(struct tlsctx *t, const struct tlsctx_opts *o, enum tlsctx_bad *bad)
+{
+	*bad = TLSCTX_BAD_CERT;
+	if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert_file) != 1)
+		return (-1);
+	*bad = TLSCTX_BAD_KEY;
+	SSL_CTX_set_default_passwd_cb(t->ctx, no_passphrase_cb);
+	if (SSL_CTX_use_PrivateKey_file(t->ctx, o->key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(t->ctx) != 1)
+		return (-1);
 	return (0);
 }
 
@@ -97,52 +296,70 @@ tlsctx_errors(char *buf, size_t size)
 }
 
 struct tlsctx *
-tlsctx_new_client(const char *key, const char *ca_file, int verify, int min_tls,
-    const char *ciphers, int *bad_ciphers, char *err, size_t errsize)
+tlsctx_new_client(const struct tlsctx_opts *o, enum tlsctx_bad *bad, char *err, size_t errsize)
 {
+	const char *ciphers = o->ciphers;
 	struct tlsctx *t;
-	char why[512];
+	char why[512], digest[65];
 
-	*bad_ciphers = 0;
+	*bad = TLSCTX_BAD_CA;
 	if (ciphers == NULL || ciphers[0] == '\0')
 		ciphers = TLSCTX_CIPHERS;
 	if (tlsctx_index < 0)
 		tlsctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if (first_index < 0)
 		first_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (pin_index < 0)
+		pin_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (asked_index < 0)
+		asked_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		snprintf(err, errsize, "out of memory");
 		return (NULL);
 	}
-	t->verify = verify;
-	/* A session made under other suites must not be offered under these. */
-	snprintf(t->key, sizeof(t->key), "%s|%s", key, ciphers);
+	t->verify = o->verify;
+	if (o->pins != NULL)
+		t->pins = *o->pins;
 	ERR_clear_error();
 	if ((t->ctx = SSL_CTX_new(TLS_client_method())) == NULL)
 		goto fail;
-	if (SSL_CTX_set_min_proto_version(t->ctx, min_tls) != 1)
+	if (SSL_CTX_set_min_proto_version(t->ctx, o->min_tls) != 1)
 		goto fail;
 	/* The TLS 1.2 list only; OpenSSL's TLS 1.3 default (all three AEAD suites) stays. */
 	if (SSL_CTX_set_cipher_list(t->ctx, ciphers) != 1) {
-		*bad_ciphers = 1;
+		*bad = TLSCTX_BAD_CIPHERS;
 		goto fail;
 	}
-	if (ca_file != NULL && ca_file[0] != '\0') {
-		if (SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL) != 1)
+	if (o->ca_file != NULL && o->ca_file[0] != '\0') {
+		if (SSL_CTX_load_verify_locations(t->ctx, o->ca_file, NULL) != 1)
 			goto fail;
 	} else if (SSL_CTX_set_default_verify_paths(t->ctx) != 1)
 		goto fail;
+	if (o->cert_file != NULL && o->cert_file[0] != '\0') {
+		if (load_client_cert(t, o, bad) != 0)
+			goto fail;
+	} else
+		SSL_CTX_set_client_cert_cb(t->ctx, client_cert_cb);
 	/*
 	 * With verify = no the chain is still checked and its result logged on every
-	 * handshake; only the failure is not fatal.
+	 * handshake; only the failure is not fatal. Pins make the check fatal again, for
+	 * their own verdict (verify_pins_cb).
 	 */
-	SSL_CTX_set_verify(t->ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_verify(t->ctx, o->verify || t->pins.n > 0 ? SSL_VERIFY_PEER :
+	    SSL_VERIFY_NONE, NULL);
+	if (t->pins.n > 0)
+		SSL_CTX_set_cert_verify_callback(t->ctx, verify_pins_cb, t);
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_CLIENT |
 	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(t->ctx, new_session_cb);
 	SSL_CTX_set_ex_data(t->ctx, tlsctx_index, t);
+	/* A session made under other suites, pins or certificate must not be offered here. */
+	settings_digest(t, digest);
+	/* No key, no cache: the servers of such a context differ per connection. */
+	if (o->key[0] != '\0')
+		snprintf(t->key, sizeof(t->key), "%s|%s|%s", o->key, digest, ciphers);
 	return (t);
 fail:
 	tlsctx_errors(why, sizeof(why));
@@ -257,6 +474,8 @@ tlsctx_ssl(struct tlsctx *t, const char *server_name, char *err, size_t errsize)
 		if (copy != NULL) {
 			SSL_set_session(ssl, copy);
 			SSL_SESSION_free(copy);
+			/* What a resumed handshake reports; a full one checks anew. */
+			set_pin_state(ssl, t->session_pin);
 		}
 	}
 	SSL_set_msg_callback(ssl, first_record_cb);
@@ -336,13 +555,19 @@ tlsctx_report(SSL *ssl, struct tls_report *r)
 	const unsigned char hex[] = "0123456789ABCDEF";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0, i;
+	struct tlsctx *t;
 	const char *g;
 	struct tm tm;
 	long vr;
 	X509 *cert;
-	int nid;
+	int nid, st;
 
 	memset(r, 0, sizeof(*r));
+	t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tlsctx_index);
+	st = pin_state(ssl);
+	if (t != NULL && t->pins.n > 0 && st >= PIN_STATE_MATCH &&
+	    (size_t)(st - PIN_STATE_MATCH) < t->pins.n)
+		pin_format(t->pins.hash[st - PIN_STATE_MATCH], r->pin);
 	snprintf(r->version, sizeof(r->version), "%s", SSL_get_version(ssl));
 	snprintf(r->cipher, sizeof(r->cipher), "%s", SSL_get_cipher_name(ssl));
 	nid = SSL_get_negotiated_group(ssl);
@@ -425,6 +650,8 @@ tlsctx_log_handshake(SSL *ssl, const struct tls_where *w)
 	log_str(&l, "not_after", r.not_after);
 	log_str(&l, "fingerprint", r.fingerprint);
 	log_str(&l, "verify", r.verify);
+	if (r.pin[0] != '\0')
+		log_str(&l, "pin", r.pin);
 	log_str(&l, "sni", w->sni);
 	log_str(&l, "resumed", r.resumed ? "yes" : "no");
 	log_str(&l, "fs", fs ? "yes" : "no");
@@ -446,7 +673,11 @@ tlsctx_log_handshake(SSL *ssl, const struct tls_where *w)
 		log_str(&l, "upstream", w->upstream);
 		log_str(&l, "host", w->host);
 		log_str(&l, "verify", r.verify);
-		log_str(&l, "msg", "verify = no: the upstream's identity is not checked");
+		log_str(&l, "msg", w->opportunistic ? "tls_policy = opportunistic: encrypted, but "
+		    "a certificate that does not verify is logged, not refused" :
+		    r.pin[0] != '\0' ? "verify = no: the chain and name are not "
+		    "checked; only the pin vouches for the upstream's key" :
+		    "verify = no: the upstream's identity is not checked");
 		log_end(&l);
 	}
 }

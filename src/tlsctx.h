@@ -5,6 +5,8 @@
 
 #include <openssl/ssl.h>
 
+#include "pin.h"
+
 struct tlsctx;
 
 /* What the handshake log line says about one upstream TLS connection. */
@@ -18,6 +20,7 @@ struct tls_report {
 	char	 sans[320];		/* "DNS:a, IP:b", bounded: "..., N more" */
 	char	 fingerprint[7 + 32 * 3];	/* "sha256:" + hex pairs joined by ':' */
 	char	 verify[128];		/* "ok" or OpenSSL's verify error string */
+	char	 pin[PIN_STR_LEN];	/* the pin that matched; "" when none is configured */
 	int	 verified;
 	int	 resumed;
 };
@@ -32,21 +35,59 @@ struct tls_report {
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
+/* What a client context is made from (tlsctx_new_client). */
+struct tlsctx_opts {
+	const char	*key;		/* names the upstream, for the session cache */
+	const char	*ca_file;	/* "" or NULL: the system store */
+	int		 verify;
+	int		 min_tls;	/* e.g. TLS1_2_VERSION */
+	const char	*ciphers;	/* TLS 1.2 list; "" or NULL: TLSCTX_CIPHERS */
+	const struct pinset *pins;	/* NULL or empty: no pinning */
+	const char	*cert_file;	/* client certificate (and chain), PEM; "" or NULL: none */
+	const char	*key_file;	/* its private key, PEM, not encrypted */
+};
+
+/* Which setting tlsctx_new_client() failed on. */
+enum tlsctx_bad { TLSCTX_BAD_CA, TLSCTX_BAD_CIPHERS, TLSCTX_BAD_CERT, TLSCTX_BAD_KEY };
+
 /**
- * tlsctx_new_client(key, ca_file, verify, min_tls, ciphers, bad_ciphers, err, errsize):
- * A client context: chain checked against ${ca_file} (the system store when empty),
- * peer verification when ${verify}, at least ${min_tls} (e.g. TLS1_2_VERSION), the
- * TLS 1.2 cipher list ${ciphers} (OpenSSL syntax; TLSCTX_CIPHERS when empty; every
- * TLS 1.3 suite is offered either way), and a one-entry session cache for
- * resumption, shared between workers through the shared memory (shared.c) under ${key} and
- * the cipher list (naming the upstream: a session is only offered to the server it
- * came from, and only under the settings it was made with; an empty ${key}: no
- * resumption, for a context whose servers differ per connection). NULL with a reason in
- * ${err} on failure; ${bad_ciphers} is set to 1 when ${ciphers} is what failed
- * (no cipher matched), else 0.
+ * tlsctx_new_client(o, bad, err, errsize):
+ * A client context: chain checked against ${o}->ca_file, peer verification when
+ * ${o}->verify, at least ${o}->min_tls, the TLS 1.2 cipher list ${o}->ciphers (OpenSSL
+ * syntax; every TLS 1.3 suite is offered either way), the pins ${o}->pins checked on
+ * every full handshake (on top of verification; alone with verify off), the client
+ * certificate and key presented when the server asks, and a one-entry session cache for
+ * resumption, shared between workers through the shared memory (shared.c) under
+ * ${o}->key, the cipher list, the pins and the client certificate (a session is only
+ * offered to the server it came from, and only under the settings it was made with; an
+ * empty ${o}->key: no resumption, for a context whose servers differ per connection).
+ * The files are read now: a context made at config load sees a renewed certificate
+ * after the next reload. NULL with a reason in ${err} on failure, and in *${bad} the
+ * setting that failed.
  */
-struct tlsctx *tlsctx_new_client(const char *key, const char *ca_file, int verify,
-    int min_tls, const char *ciphers, int *bad_ciphers, char *err, size_t errsize);
+struct tlsctx *tlsctx_new_client(const struct tlsctx_opts *o, enum tlsctx_bad *bad, char *err,
+    size_t errsize);
+
+/**
+ * tlsctx_spki_hash(cert, hash):
+ * The SHA-256 of ${cert}'s DER SubjectPublicKeyInfo (what a pin names) into ${hash};
+ * 0, or -1 on failure.
+ */
+int tlsctx_spki_hash(X509 *cert, unsigned char hash[PIN_HASH_LEN]);
+
+/**
+ * tlsctx_pin_failed(ssl, detail, size):
+ * 1 if the handshake of ${ssl} failed because no certificate of the chain matched a pin,
+ * with the pins expected and the chain's own (leaf first) in ${detail}; else 0.
+ */
+int tlsctx_pin_failed(SSL *ssl, char *detail, size_t size);
+
+/**
+ * tlsctx_hint(ssl):
+ * What to change when the connection ${ssl} failed and the server had asked for a
+ * client certificate we do not have; NULL otherwise.
+ */
+const char *tlsctx_hint(SSL *ssl);
 
 /**
  * tlsctx_forward_secret(ssl):
@@ -96,13 +137,15 @@ struct tls_where {
 	const char	*mode;		/* starttls | implicit */
 	const char	*sni;
 	int		 verify;	/* verification was on */
+	int		 opportunistic;	/* off because tls_policy = opportunistic (intercept) */
 	int		 slot;		/* the upstream's shared slot, for the metrics */
 	long long	 ms;		/* how long the handshake took */
 };
 
 /**
  * tlsctx_log_handshake(ssl, w):
- * Log the tls.handshake line for a finished handshake, and at warn
+ * Log the tls.handshake line for a finished handshake (with pin= when pins are
+ * configured: the one that matched), and at warn
  * tls.no-forward-secrecy (a static RSA suite) and tls.unverified (verify = no).
  */
 void tlsctx_log_handshake(SSL *ssl, const struct tls_where *w);

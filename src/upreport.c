@@ -6,7 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "config.h"
@@ -26,6 +25,8 @@ upreport_init(struct upstream_report *rep, const struct upstream_conf *up, doubl
 	snprintf(rep->username, sizeof(rep->username), "%s", up->username);
 	snprintf(rep->auth_kind, sizeof(rep->auth_kind), "%s", up->username[0] == '\0' ?
 	    "none" : UPSTREAM_OAUTH2(up) ? "oauth2" : "password");
+	pin_list_str((const unsigned char (*)[PIN_HASH_LEN])up->pins.hash, up->pins.n, rep->pins,
+	    sizeof(rep->pins));
 	rep->start = now;
 }
 
@@ -97,21 +98,13 @@ upreport_reply(struct upstream_report *rep, const char *stage, const char *p, si
 
 /* The curl-style pin of ${cert}: "sha256//" + base64 of the SHA-256 of its SPKI (DER). */
 static void
-spki_pin(X509 *cert, char *out, size_t size)
+spki_pin(X509 *cert, char *out)
 {
-	unsigned char *der = NULL, md[32];	/* SHA-256 */
-	unsigned char b64[4 * ((sizeof(md) + 2) / 3) + 1];
-	unsigned int mdlen = 0;
-	int n;
+	unsigned char hash[PIN_HASH_LEN];
 
 	out[0] = '\0';
-	if ((n = i2d_PUBKEY(X509_get0_pubkey(cert), &der)) <= 0)
-		return;
-	if (EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL) == 1) {
-		EVP_EncodeBlock(b64, md, (int)mdlen);
-		snprintf(out, size, "sha256//%s", (const char *)b64);
-	}
-	OPENSSL_free(der);
+	if (tlsctx_spki_hash(cert, hash) == 0)
+		pin_format(hash, out);
 }
 
 static void
@@ -129,7 +122,7 @@ take_cert(struct upreport_cert *c, X509 *cert)
 	/* From now: negative once expired, so the report can say "expired N days ago". */
 	if (ASN1_TIME_diff(&days, &secs, NULL, na) == 1)
 		c->days_left = days;
-	spki_pin(cert, c->pin, sizeof(c->pin));
+	spki_pin(cert, c->pin);
 }
 
 void
@@ -147,6 +140,7 @@ upreport_tls(struct upstream_report *rep, SSL *ssl)
 	snprintf(rep->cipher, sizeof(rep->cipher), "%s", r.cipher);
 	snprintf(rep->group, sizeof(rep->group), "%s", r.group);
 	rep->resumed = r.resumed;
+	snprintf(rep->pin_matched, sizeof(rep->pin_matched), "%s", r.pin);
 	rep->verify_code = SSL_get_verify_result(ssl);
 	snprintf(rep->verify_str, sizeof(rep->verify_str), "%s", rep->verify_code == X509_V_OK ?
 	    "ok" : X509_verify_cert_error_string(rep->verify_code));

@@ -5,6 +5,8 @@
 
 #include <openssl/ssl.h>
 
+#include "pin.h"
+
 /*
  * What one upstream preparation saw, step by step, for the probe command: upstream.c
  * fills it through the upreport_* calls below when a report is attached to the
@@ -23,7 +25,7 @@ struct upreport_cert {
 	char		 sans[320];		/* "DNS:a, IP:b", bounded: "..., N more" */
 	char		 not_after[32];		/* ISO 8601, UTC */
 	long		 days_left;		/* whole days from the probe to notAfter */
-	char		 pin[8 + 44 + 1];	/* "sha256//" + base64 of the SPKI's SHA-256 */
+	char		 pin[PIN_STR_LEN];	/* "sha256//" + base64 of the SPKI's SHA-256 */
 };
 
 struct upreport_addr {
@@ -63,6 +65,8 @@ struct upstream_report {
 	long		 verify_code;		/* SSL_get_verify_result */
 	char		 verify_str[128];	/* "ok" or X509_verify_cert_error_string */
 	int		 chain_verified;	/* chain[] is the verified chain (up to the anchor) */
+	char		 pins[PIN_MAX * (PIN_STR_LEN + 2)];	/* pin = as configured; "" = none */
+	char		 pin_matched[PIN_STR_LEN];	/* the pin the chain matched; "" = none */
 	struct upreport_cert chain[UPREPORT_CHAIN];
 	size_t		 nchain;
 	size_t		 chain_more;

@@ -67,6 +67,7 @@ struct upstream {
 	const struct device_conf *dev;	/* the device's profile; NULL: none */
 	struct upstream_conf *up;	/* the upstream tried now */
 	struct upstream_conf *only;	/* an intercept rule's: no other is tried */
+	struct upstream_conf *own;	/* "original": our own copy of the session's */
 	size_t		 ri;		/* its place in the profile's failover order */
 	long		 next_ri;	/* the one to try after it failed; -1: none */
 	int		 skip_down;	/* skip upstreams marked down (not all of them are) */
@@ -199,6 +200,7 @@ up_free(struct upstream *u)
 	up_close(u);
 	if (u->ai != NULL)
 		freeaddrinfo(u->ai);
+	free(u->own);
 	config_unref(u->cfg);
 	free(u);
 }
@@ -424,6 +426,7 @@ log_handshake(struct upstream *u)
 	w.mode = config_tls_str(u->up->tls);
 	w.sni = u->up->server_name;
 	w.verify = u->up->verify;
+	w.opportunistic = u->up->opportunistic;
 	w.slot = u->up->slot;
 	w.ms = (long long)((ev_now(u->loop) - u->tls_start) * 1000 + 0.5);
 	tlsctx_log_handshake(conn_ssl(u->c), &w);
@@ -869,8 +872,17 @@ tls_failed(struct upstream *u)
 	SSL *ssl = conn_ssl(u->c);
 	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 	struct tls_report r;
+	char detail[1536];
 
 	upreport_tls(u->rep, ssl);
+	/* Checked first: a pin mismatch also leaves a verify error, its own. */
+	if (ssl != NULL && tlsctx_pin_failed(ssl, detail, sizeof(detail))) {
+		tlsctx_report(ssl, &r);
+		up_fail_more(u, "4.7.0", "upstream key does not match the configured pin", "pin",
+		    detail, "if the provider changed its key or CA on purpose, set pin to one "
+		    "of the chain's pins listed here (after checking them out of band)", &r);
+		return;
+	}
 	if (vr != X509_V_OK && u->up->verify) {
 		/* What the certificate says, so the admin sees why without a debug run. */
 		tlsctx_report(ssl, &r);
@@ -880,7 +892,8 @@ tls_failed(struct upstream *u)
 		return;
 	}
 	up_fail_more(u, "4.7.0", "TLS handshake with upstream failed", "handshake",
-	    conn_error(u->c), u->up->tls == UP_TLS_IMPLICIT && ssl != NULL &&
+	    conn_error(u->c), ssl != NULL && tlsctx_hint(ssl) != NULL ? tlsctx_hint(ssl) :
+	    u->up->tls == UP_TLS_IMPLICIT && ssl != NULL &&
 	    tlsctx_peer_sent_text(ssl) ? HINT_STARTTLS : NULL, NULL);
 }
 
@@ -893,8 +906,11 @@ on_conn(struct upstream *u, int ev)
 			try_next(u);
 		} else if (u->state == UP_TLS)
 			tls_failed(u);
-		else
-			up_fail(u, "4.4.2", "upstream connection failed", "io", conn_error(u->c));
+		else	/* TLS 1.3 refuses a missing client certificate after the handshake */
+			up_fail_more(u, "4.4.2", "upstream connection failed", "io",
+			    conn_error(u->c), conn_ssl(u->c) != NULL &&
+			    strstr(conn_error(u->c), "alert") != NULL ?
+			    tlsctx_hint(conn_ssl(u->c)) : NULL, NULL);
 		return;
 	}
 	if (ev & CONN_EV_CONNECTED) {
@@ -1052,6 +1068,19 @@ upstream_start(struct ev_loop *loop, struct config *cfg, const struct device_con
 	u->cfg = config_ref(cfg);
 	u->dev = dev;
 	u->only = only;
+	/*
+	 * An "original" destination is the session's own copy, and the session may end (and
+	 * free it) inside our callback while we still log with it: keep a copy of our own.
+	 */
+	if (only != NULL && only->original) {
+		if ((u->own = malloc(sizeof(*u->own))) == NULL) {
+			config_unref(u->cfg);
+			free(u);
+			return (NULL);
+		}
+		memcpy(u->own, only, sizeof(*u->own));
+		u->only = u->own;
+	}
 	snprintf(u->sid, sizeof(u->sid), "%s", sid);
 	snprintf(u->client, sizeof(u->client), "%s", client);
 	u->cb = cb;

@@ -29,10 +29,18 @@ make_ca(dir) writes PEM files into dir and returns {name: (certfile, keyfile)}:
   device_rsa      the same names on a 2048-bit RSA key (devices from ~2010 know only RSA),
                   keyEncipherment allowed (their static RSA key exchange)
   expiring        the same names, expires in 20 days (-t warns 30 days ahead)
+  client          CN=device-relay.test, extendedKeyUsage clientAuth: a client certificate
+  client_untrusted  the same, signed by the untrusted CA
+
+spki_pin(certfile, index=0) is the curl-style pin ("sha256//" + base64 of the SHA-256 of
+the DER SubjectPublicKeyInfo) of the index-th certificate in a PEM file, computed here
+with the cryptography package, independently of the proxy.
 
 CLI: python3 tests/lib/testca.py DIR
 """
+import base64
 import datetime
+import hashlib
 import ipaddress
 import os
 import sys
@@ -76,7 +84,7 @@ def _cert(subject_cn, key, issuer_cert, issuer_key, *, ca=False, san=None,
          .public_key(key.public_key())
          .serial_number(x509.random_serial_number())
          .not_valid_before(not_before or now - DAY)
-         .not_valid_after(not_after or now + 30 * DAY)
+         .not_valid_after(not_after or now + 90 * DAY)
          .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False))
     if issuer_key is not None and issuer_cert is not None:
         b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
@@ -110,6 +118,16 @@ def _write(dirname, name, certs, key):
                                   serialization.NoEncryption()))
     os.chmod(kf, 0o600)
     return cf, kf
+
+
+def spki_pin(certfile, index=0):
+    """The pin of the index-th certificate of the PEM file certfile."""
+    with open(certfile, "rb") as f:
+        pems = f.read().split(b"-----END CERTIFICATE-----")
+    cert = x509.load_pem_x509_certificate(pems[index] + b"-----END CERTIFICATE-----\n")
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256//" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def make_ca(dirname):
@@ -180,11 +198,19 @@ def make_ca(dirname):
     out["noncaissuer"] = _write(dirname, "noncaissuer",
                                 [_cert("mail.test", k, fake, fk, san=["mail.test"]), fake], k)
 
+    leaf("client", "device-relay.test", ["device-relay.test"],
+         eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+
     ok = _key()
     other_ca = _cert("Untrusted Root CA", ok, None, None, ca=True)
     k = _key()
     out["untrusted"] = _write(dirname, "untrusted",
                               [_cert("mail.test", k, other_ca, ok, san=["mail.test"])], k)
+    k = _key()
+    out["client_untrusted"] = _write(
+        dirname, "client_untrusted", [_cert("device-relay.test", k, other_ca, ok,
+                                            san=["device-relay.test"],
+                                            eku=[ExtendedKeyUsageOID.CLIENT_AUTH])], k)
     return out
 
 

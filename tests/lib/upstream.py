@@ -40,6 +40,10 @@ More faults (adversarial suite):
   drip_delay, drip_stages                with drip: seconds per byte, and the stages dripped
                       (None = every reply)
   ciphers             server cipher string (e.g. "DEFAULT:@SECLEVEL=0" for weak keys)
+  client_ca           a CA file: the handshake asks the client for a certificate and
+                      requires one issued by this CA (a relay that authenticates senders
+                      by certificate); conn.client_cert is then the subject the client
+                      presented, as a dict of its attributes
 
 OAuth2 (issue 9): with token_check (a callable token -> bool, e.g. TokenServer.valid) the
 upstream also offers AUTH XOAUTH2 and AUTH OAUTHBEARER (RFC 7628), initial response on the
@@ -119,7 +123,7 @@ class Conn:
         self.auth = []                  # (mech, user, password, ok)
         self.messages = []
         self.after_starttls = b""       # bytes pipelined behind our STARTTLS command
-        self.tls_version = self.cipher = self.sni = None
+        self.tls_version = self.cipher = self.sni = self.client_cert = None
         self.resumed = None
         self.error = None
         self.closed = threading.Event()
@@ -155,7 +159,7 @@ class Upstream:
                  hostname="mail.test", handshake_garbage=None, notify_at=None,
                  garbage_at=None, inject_after=None, reply_delay=None, pipeline_probe=0.0,
                  drip_delay=0.002, drip_stages=None, ciphers=None, token_check=None,
-                 token_style="microsoft", oauthbearer_host=None):
+                 token_style="microsoft", oauthbearer_host=None, client_ca=None):
         assert mode in ("starttls", "implicit")
         self.mode = mode
         self.caps = list(DEFAULT_CAPS if caps is None else caps)
@@ -205,6 +209,9 @@ class Upstream:
                 if max_tls:
                     self.ctx.maximum_version = TLS_VERSIONS[max_tls]
             self.ctx.sni_callback = self._sni
+            if client_ca:
+                self.ctx.load_verify_locations(client_ca)
+                self.ctx.verify_mode = ssl.CERT_REQUIRED
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.lsock = socket.socket(fam, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -390,6 +397,9 @@ class Upstream:
         c.cipher = (s.cipher() or [None])[0]
         c.sni = getattr(s, "sni_seen", None)
         c.resumed = s.session_reused
+        peer = s.getpeercert()
+        if peer:
+            c.client_cert = {k: v for rdn in peer.get("subject", ()) for k, v in rdn}
 
     # ---- the session -----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ EXPECTED = {                      # path under DESTDIR with default PREFIX/SYSCO
     "usr/local/share/doc/smtp-tls-proxy/examples/socket-activation.conf": 0o644,
     "usr/local/share/doc/smtp-tls-proxy/examples/credentials.conf": 0o644,
     "usr/local/share/doc/smtp-tls-proxy/examples/alerts.example.yml": 0o644,
+    "usr/local/share/doc/smtp-tls-proxy/examples/haproxy.cfg.example": 0o644,
     "usr/local/share/doc/smtp-tls-proxy/examples/gmail-app-password.ini": 0o644,
     "usr/local/share/doc/smtp-tls-proxy/examples/gmail-oauth2.ini": 0o644,
     "usr/local/share/doc/smtp-tls-proxy/examples/m365-oauth2.ini": 0o644,
