@@ -4,6 +4,7 @@
 #                     again under ASan+UBSan, the integration suite under valgrind, and
 #                     each fuzzer for FUZZ_SMOKE seconds (what CI runs)
 #   make check        every suite once, on this build (SANITIZE=1 for ASan+UBSan)
+#   make tlsscan      testssl.sh against each device TLS profile (part of `make test`)
 #   make demo         build and show one message going through a local TLS server
 #   make SANITIZE=1   ASan + UBSan build (objects in build/san/)
 #   make bench        the proxy and stunnel side by side in front of one TLS sink
@@ -55,6 +56,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 #   `haproxy -c` on conf/haproxy.cfg.example): haproxy (its service, on Debian's default
 #   config, listens nowhere; the test runs its own in the foreground).
 #   the gateway suite's network namespaces and redirect/tproxy rules: iproute2, nftables.
+#   scanning the device-side TLS of each listener profile (tests/tls, `make tlsscan`):
+#   testssl.sh (an independent judge of offered protocols, suites and known weaknesses).
 # OAuth2: libcurl (HTTPS to the token endpoint, its multi interface on our libev loop) and
 # jansson (the endpoint's JSON): Debian's, kept, and made for exactly this.
 DEPS_BUILD := build-essential pkg-config libssl-dev libev-dev libinih-dev \
@@ -63,11 +66,11 @@ DEPS_TEST  := libcmocka-dev ca-certificates python3 python3-pytest python3-crypt
               swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
               postfix sasl2-bin libsasl2-modules clang libclang-rt-dev valgrind \
               iproute2 util-linux mount systemd groff-base man-db strace curl prometheus \
-              stunnel4 haproxy nftables python3-pytest-xdist
+              stunnel4 haproxy nftables python3-pytest-xdist testssl.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test check unit integration adversarial service e2e valgrind demo clean fresh-check \
-        bench bench-bins
+.PHONY: all deps test check unit integration adversarial service e2e valgrind tlsscan demo clean \
+        fresh-check bench bench-bins
 FUZZ_SMOKE ?= 20
 
 all: $(BIN)
@@ -148,8 +151,16 @@ check: all bench-bins
 	  [ "$$s" = tests/integration ] && par="$(PAR)"; \
 	  PROXY_BIN=$(CURDIR)/$(BIN) $(PYTEST) $$par $$s; done
 
+# testssl.sh against a starttls and an implicit listener of each tls_profile (about 3 min):
+# once per `make test`, on the plain build only -- a scan is hundreds of handshakes that tell
+# the sanitizer and valgrind nothing the integration suite does not. The summary table (for
+# the record: what each profile offers) is printed and kept in $(BUILD)/tlsscan.txt.
+tlsscan: $(BIN)
+	PROXY_BIN=$(CURDIR)/$(BIN) TLSSCAN_OUT=$(CURDIR)/$(BUILD)/tlsscan.txt $(PYTEST) -s tests/tls
+
 test: deps
 	$(MAKE) check
+	$(MAKE) tlsscan
 	$(MAKE) check SANITIZE=1
 	$(MAKE) valgrind
 	$(if $(wildcard tests/fuzz/fuzz.mk),$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SMOKE))

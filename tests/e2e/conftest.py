@@ -36,13 +36,19 @@ def pki():
 
 @pytest.fixture(scope="session")
 def postfix(pki):
+    yield from run_postfix(pki)
+
+
+def run_postfix(pki, cls=postfix_mod.Postfix):
+    """The body of a Postfix fixture: start a private instance of cls (a Postfix subclass
+    may change its configuration), yield it, stop it and check nothing is left."""
     problem = postfix_mod.check_prerequisites()
     if problem:
         pytest.fail("end-to-end tests need a real Postfix: " + problem, pytrace=False)
     # Not pytest's tmp_path: that sits below a 0700 directory the postfix
     # user cannot traverse.
     root = tempfile.mkdtemp(prefix="e2e-postfix-")
-    pf = postfix_mod.Postfix(root, *pki["good"])
+    pf = cls(root, *pki["good"])
     try:
         pf.start()
         yield pf

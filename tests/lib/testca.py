@@ -23,6 +23,12 @@ make_ca(dir) writes PEM files into dir and returns {name: (certfile, keyfile)}:
   rsa1024         SAN mail.test on a 1024-bit RSA key
   sha1            SAN mail.test, signed with SHA-1
   manynames       60 SANs (long DNS names and addresses), none of them mail.test
+  device          SAN mail.test, localhost, 127.0.0.1, ::1; valid a year (a [listener NAME]
+                  certificate -t does not warn about; the 30-day ones above would)
+  device2         the same names on another key (a renewed certificate)
+  device_rsa      the same names on a 2048-bit RSA key (devices from ~2010 know only RSA),
+                  keyEncipherment allowed (their static RSA key exchange)
+  expiring        the same names, expires in 20 days (-t warns 30 days ahead)
   client          CN=device-relay.test, extendedKeyUsage clientAuth: a client certificate
   client_untrusted  the same, signed by the untrusted CA
 
@@ -69,7 +75,7 @@ def _san(entries):
 
 def _cert(subject_cn, key, issuer_cert, issuer_key, *, ca=False, san=None,
           not_before=None, not_after=None, pathlen=None, eku=None, hash_alg=None,
-          san_ext=None):
+          san_ext=None, key_encipherment=False):
     now = datetime.datetime.now(datetime.timezone.utc)
     subject = _name(subject_cn)
     b = (x509.CertificateBuilder()
@@ -89,8 +95,8 @@ def _cert(subject_cn, key, issuer_cert, issuer_key, *, ca=False, san=None,
                                           False, False), True))
     else:
         b = (b.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-             .add_extension(x509.KeyUsage(True, False, False, False, False, False, False,
-                                          False, False), True)
+             .add_extension(x509.KeyUsage(True, False, key_encipherment, False, False, False,
+                                          False, False, False), True)
              .add_extension(x509.ExtendedKeyUsage(eku or [ExtendedKeyUsageOID.SERVER_AUTH]),
                             False))
     if san:
@@ -178,6 +184,14 @@ def make_ca(dirname):
     leaf("manynames", "many.test",
          ["host-%02d.a-rather-long-subdomain.example.test" % i for i in range(50)] +
          ["192.0.2.%d" % i for i in range(1, 6)] + ["2001:db8::%d" % i for i in range(1, 6)])
+    names = ["mail.test", "localhost", "127.0.0.1", "::1"]
+    leaf("device", "mail.test", names, not_after=now + 365 * DAY)
+    leaf("device2", "mail.test", names, not_after=now + 365 * DAY)
+    leaf("expiring", "mail.test", names, not_after=now + 20 * DAY)
+    k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    c = _cert("mail.test", k, ca, ca_key, san=names, not_after=now + 365 * DAY,
+              key_encipherment=True)    # static RSA key exchange encrypts to this key
+    out["device_rsa"] = _write(dirname, "device_rsa", [c], k)
     fk = _key()
     fake = _cert("Not A CA", fk, ca, ca_key, san=["notaca.test"])    # CA:FALSE
     k = _key()
