@@ -149,6 +149,7 @@ clean:
 fresh-check:
 	$(SUDO) sh tests/fresh-machine.sh $(CURDIR)
 
-# Fragments: install/uninstall, fuzzers.
+# Fragments: install/uninstall, fuzzers, the DATA scanner's micro-benchmark.
 -include mk/install.mk
 -include tests/fuzz/fuzz.mk
+-include tests/bench/datascan.mk
