@@ -77,7 +77,7 @@ $(BIN): $(BUILD)/main.o $(BUILD)/libproxy.a
 $(BUILD):
 	mkdir -p $(BUILD)/tests
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libproxy.a tests/unit/*.h | $(BUILD)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libproxy.a tests/unit/*.h tests/lib/*.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(BUILD)/libproxy.a $(LDFLAGS_ALL) $(LIBS) -lcmocka
 
 # Installs only what is missing, and says what it runs.

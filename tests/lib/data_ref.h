@@ -7,6 +7,8 @@
 #ifndef DATA_REF_H
 #define DATA_REF_H
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "data.h"
@@ -145,6 +147,57 @@ ref_data_scan(struct data_scan *s, const char *in, size_t inlen, char *out, size
 	s->out += o;
 	*outlen = o;
 	return (i);
+}
+
+/*
+ * ref_lockstep(pol, in, n, next, arg, why, whysize):
+ * Feed ${in} to data_scan() and to the reference in the same chunks, each next(arg)
+ * bytes long (clipped to what is left; 0 is a chunk too), until the end of data or the
+ * end of ${in}, then once more. After every call the bytes used, the output (byte for
+ * byte), and the held CR, bad, done and count of bytes out must be the same. Each
+ * chunk is an exact-size heap copy with an exact DATA_OUT_MAX() output, so ASan sees
+ * a read or a write past either. 0 if they agree; -1 with the first difference in
+ * ${why}.
+ */
+static int
+ref_lockstep(enum data_policy pol, const char *in, size_t n, size_t (*next)(void *),
+    void *arg, char *why, size_t whysize)
+{
+	struct data_scan a, b;
+	size_t pos = 0, chunk, ua, ub, oa, ob, calls = 0;
+	char *cin, *outa, *outb;
+	int last = 0, rc = 0;
+
+	data_init(&a, pol);
+	ref_data_init(&b, pol);
+	while (rc == 0 && !last) {
+		/* After the end of data (or of the input): one more call, which takes nothing. */
+		last = a.done || b.done || pos == n;
+		chunk = next(arg);
+		if (chunk > n - pos)
+			chunk = n - pos;
+		if ((cin = malloc(chunk ? chunk : 1)) == NULL ||
+		    (outa = malloc(DATA_OUT_MAX(chunk))) == NULL ||
+		    (outb = malloc(DATA_OUT_MAX(chunk))) == NULL)
+			abort();
+		memcpy(cin, in + pos, chunk);
+		oa = ob = (size_t)-1;
+		ua = data_scan(&a, cin, chunk, outa, &oa);
+		ub = ref_data_scan(&b, cin, chunk, outb, &ob);
+		if (ua != ub || oa != ob || memcmp(outa, outb, oa < ob ? oa : ob) != 0 ||
+		    a.cr != b.cr || a.bad != b.bad || a.done != b.done || a.out != b.out) {
+			snprintf(why, whysize, "call %zu at offset %zu, chunk %zu: used %zu/%zu, "
+			    "out %zu/%zu, cr %d/%d, bad %d/%d, done %d/%d (new/reference)", calls,
+			    pos, chunk, ua, ub, oa, ob, a.cr, b.cr, a.bad, b.bad, a.done, b.done);
+			rc = -1;
+		}
+		pos += ua;
+		calls++;
+		free(outb);
+		free(outa);
+		free(cin);
+	}
+	return (rc);
 }
 
 #endif
