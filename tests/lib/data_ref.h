@@ -159,7 +159,7 @@ ref_data_scan(struct data_scan *s, const char *in, size_t inlen, char *out, size
  * a read or a write past either. 0 if they agree; -1 with the first difference in
  * ${why}.
  */
-static int
+static inline int
 ref_lockstep(enum data_policy pol, const char *in, size_t n, size_t (*next)(void *),
     void *arg, char *why, size_t whysize)
 {
