@@ -88,7 +88,7 @@ $(BIN): $(BUILD)/main.o $(BUILD)/libproxy.a
 $(BUILD):
 	mkdir -p $(BUILD)/tests
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libproxy.a tests/unit/*.h | $(BUILD)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libproxy.a tests/unit/*.h tests/lib/*.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(BUILD)/libproxy.a $(LDFLAGS_ALL) $(LIBS) -lcmocka
 
 # Installs only what is missing, and says what it runs.
@@ -194,6 +194,7 @@ clean:
 fresh-check:
 	$(SUDO) sh tests/fresh-machine.sh $(CURDIR)
 
-# Fragments: install/uninstall, fuzzers.
+# Fragments: install/uninstall, fuzzers, the DATA scanner's micro-benchmark.
 -include mk/install.mk
 -include tests/fuzz/fuzz.mk
+-include tests/bench/datascan.mk

@@ -1,7 +1,8 @@
 /*
  * fuzz_data: a message body through the DATA scanner, fed in chunks, checked against
  * a small model of the rules written here from data.h (not from data.c), so that a
- * bug in the scanner cannot hide in the oracle too.
+ * bug in the scanner cannot hide in the oracle too; and, chunk by chunk, against the
+ * byte-at-a-time scanner it replaced (tests/lib/data_ref.h).
  *
  * Input: byte 0 picks the policy (its value mod 3: normalize, reject, accept) and the
  * chunking (bits 2..7); the rest is the body as the client sends it after the 354.
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "data.h"
+#include "../lib/data_ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -220,26 +222,38 @@ first_end(const char *o, size_t n)
 	return (-1);
 }
 
+/* The chunk sizes of ${pattern}: 0 = all at once. */
+struct chunks {
+	unsigned	pattern;
+	uint32_t	rnd;
+};
+
+static size_t
+next_chunk(void *arg)
+{
+	struct chunks *c = arg;
+
+	if (c->pattern == 0)
+		return ((size_t)-1);
+	if (c->pattern < 8)
+		return (c->pattern);		/* fixed: 1..7 bytes */
+	c->rnd = c->rnd * 1103515245u + 12345u;
+	return ((c->rnd >> 16) % (2u + (c->pattern & 0x3f)));	/* 0 included */
+}
+
 /* Feed ${in} to a scanner in chunks chosen by ${pattern}; 0 = all at once. */
 static void
 run(enum data_policy pol, unsigned pattern, const uint8_t *in, size_t n, char *out,
     size_t cap, size_t *outlen, size_t *used, struct data_scan *s)
 {
-	uint32_t rnd = pattern * 2654435761u + 1;
+	struct chunks ck = { pattern, pattern * 2654435761u + 1 };
 	size_t pos = 0, chunk, got, o;
 	char *buf;
 
 	data_init(s, pol);
 	*outlen = 0;
 	while (!s->done) {
-		if (pattern == 0)
-			chunk = n - pos;
-		else if (pattern < 8)
-			chunk = pattern;		/* fixed: 1..7 bytes */
-		else {
-			rnd = rnd * 1103515245u + 12345u;
-			chunk = (rnd >> 16) % (2u + (pattern & 0x3f));	/* 0 included */
-		}
+		chunk = next_chunk(&ck);
 		if (chunk > n - pos)
 			chunk = n - pos;
 		/* Exact-size buffers, so ASan sees a write past DATA_OUT_MAX. */
@@ -348,6 +362,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* Under accept the end may also be a "." line framed by bare LFs. */
 		if (s1.done && pol == DATA_ACCEPT && !(u1 >= 2 && in[u1 - 1] == '\n' &&
 		    (in[u1 - 2] == '.' || (u1 >= 3 && in[u1 - 2] == '\r' && in[u1 - 3] == '.'))))
+			FAIL();
+	}
+	/* The byte machine the fast scanner replaced agrees after every call. */
+	{
+		struct chunks ck = { pattern, pattern * 2654435761u + 1 };
+		char why[256];
+
+		if (ref_lockstep(pol, (const char *)in, n, next_chunk, &ck, why, sizeof(why)))
 			FAIL();
 	}
 	free(m.out);

@@ -7,6 +7,7 @@
 #include "unit.h"
 
 #include "data.h"
+#include "../lib/data_ref.h"
 
 #define TERM		"\r\n.\r\n"
 #define TERMLEN		5
@@ -611,6 +612,83 @@ test_data_random_bodies_safe_and_split_invariant(void **state)
 	}
 }
 
+/*
+ * A body made to part the fast scanner from the byte machine, if anything can: clean
+ * stretches long enough for word-at-a-time scanning, cut by dots at line starts, lone
+ * CR, lone LF, CRLF "." CRLF, LF "." LF, NULs and 8-bit bytes anywhere. Its length.
+ */
+static size_t
+diff_body(uint32_t *seed, char *in, size_t cap)
+{
+	static const char *tok[] = { "\r\n", "\r\n", "\r\n", "\r", "\n", ".", "\r\n.",
+	    "\r\n..", "\r\n\r\n", "\n.", ".\r", ".\n", "\r\r\n", "\n\r", "\r\n.\r\n",
+	    "\n.\n", "\n.\r\n", "\r\n.\n" };
+	size_t n = 0, want = rnd(seed) % cap, len, k, t;
+	uint32_t r;
+
+	while (n + 80 < want) {
+		if (rnd(seed) % 2 == 0) {
+			len = rnd(seed) % 72;
+			for (k = 0; k < len; k++) {
+				r = rnd(seed);
+				in[n++] = r % 16 == 0 ? (char)(r >> 8) : (char)('a' + (r >> 8) % 26);
+			}
+			continue;
+		}
+		/* The ends of data are rare: most bodies should run long before one. */
+		t = rnd(seed) % NELEM(tok);
+		if (t >= 14 && rnd(seed) % 8 != 0)
+			t = 0;
+		memcpy(in + n, tok[t], strlen(tok[t]));
+		n += strlen(tok[t]);
+	}
+	return (n);
+}
+
+struct chunker {
+	uint32_t	seed;
+	size_t		max;	/* 0: all at once */
+};
+
+static size_t
+next_chunk(void *arg)
+{
+	struct chunker *c = arg;
+
+	if (c->max == 0)
+		return ((size_t)-1);
+	return (c->max == 1 ? 1 : rnd(&c->seed) % (c->max + 1));
+}
+
+/* Under every policy and many splits, the fast scanner and the old byte machine agree. */
+static void
+test_data_matches_reference_random_bodies_random_splits(void **state)
+{
+	static const enum data_policy pols[] = { DATA_NORMALIZE, DATA_REJECT, DATA_ACCEPT };
+	static const size_t maxes[] = { 0, 1, 7, 40, 300 };
+	uint32_t seed = 0xd1ff5eed;
+	struct chunker ck;
+	char in[2048], why[256];
+	size_t iter, n, p, m;
+
+	(void)state;
+	for (iter = 0; iter < 3000; iter++) {
+		n = diff_body(&seed, in, sizeof(in));
+		for (p = 0; p < NELEM(pols); p++) {
+			for (m = 0; m < NELEM(maxes); m++) {
+				/* Byte by byte is slow: every eighth body. */
+				if (maxes[m] == 1 && iter % 8 != 0)
+					continue;
+				ck.seed = seed ^ (uint32_t)(m * 7919 + p);
+				ck.max = maxes[m];
+				if (ref_lockstep(pols[p], in, n, next_chunk, &ck, why, sizeof(why)))
+					fail_msg("body %zu (%zu bytes), policy %d, chunks up to %zu: %s",
+					    iter, n, (int)pols[p], maxes[m], why);
+			}
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -624,6 +702,7 @@ main(void)
 		cmocka_unit_test(test_data_reject_writes_nothing_after_bad),
 		cmocka_unit_test(test_data_normalize_counts_output_bytes),
 		cmocka_unit_test(test_data_random_bodies_safe_and_split_invariant),
+		cmocka_unit_test(test_data_matches_reference_random_bodies_random_splits),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
