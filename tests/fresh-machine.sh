@@ -151,6 +151,9 @@ mnt() { # mnt TARGET mount-args...
 }
 
 mount_all() {
+    # The root a mount point of its own, as on a real machine: `ip netns exec` (the gateway
+    # suite) remounts / as a slave, which fails on a plain directory.
+    mnt "$ROOT" --bind "$ROOT"
     mnt "$ROOT/proc" -t proc proc
     mnt "$ROOT/sys" -t sysfs sysfs
     # A /dev of its own (not a bind of the host's, whose pts and shm would be shared).
