@@ -1134,15 +1134,22 @@ config_upstream(const struct config *c, const char *name)
 	return (NULL);
 }
 
-const char *
-config_flow_str(enum oauth2_flow f)
+/* The name of ${v} in a NULL-ended ${names} table. */
+static const char *
+name_of(const struct key_name *names, int v)
 {
 	size_t i;
 
-	for (i = 0; flow_names[i].name != NULL; i++)
-		if (flow_names[i].value == (int)f)
-			return (flow_names[i].name);
-	return ("none");
+	for (i = 0; names[i].name != NULL; i++)
+		if (names[i].value == v)
+			return (names[i].name);
+	return ("?");
+}
+
+const char *
+config_flow_str(enum oauth2_flow f)
+{
+	return (f == OAUTH2_NONE ? "none" : name_of(flow_names, (int)f));
 }
 
 const char *
@@ -1162,17 +1169,6 @@ config_listener(const struct config *c, const char *name)
 	return (NULL);
 }
 
-/* The name of ${v} in a NULL-ended ${names} table. */
-static const char *
-name_of(const struct key_name *names, int v)
-{
-	size_t i;
-
-	for (i = 0; names[i].name != NULL; i++)
-		if (names[i].value == v)
-			return (names[i].name);
-	return ("?");
-}
 
 const char *
 config_profile_str(enum tls_profile p)

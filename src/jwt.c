@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 
 #include "jwt.h"
+#include "tlsctx.h"
 
 /* A growing text with a hard end: once something does not fit, ${full} stays set. */
 struct text {
@@ -91,17 +92,6 @@ text_b64url(struct text *t, const unsigned char *in, size_t n)
 	free(e);
 }
 
-/* Never ask for a passphrase: a service-account key is not encrypted. */
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return (-1);
-}
-
 /* ${what}, with OpenSSL's first queued reason when there is one, into ${err}. */
 static void
 fail(char *err, size_t errsize, const char *what)
@@ -129,7 +119,8 @@ load_key(const char *pem, char *err, size_t errsize)
 		fail(err, errsize, "out of memory");
 		return (NULL);
 	}
-	pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	/* A service-account key is never encrypted: no passphrase is ever asked for. */
+	pkey = PEM_read_bio_PrivateKey(bio, NULL, tlsctx_no_passphrase, NULL);
 	BIO_free(bio);
 	if (pkey == NULL) {
 		fail(err, errsize, "private_key is not an unencrypted PEM private key");

@@ -106,8 +106,9 @@ refuse(int fd, const char *reply)
  * gets a close; the log line says why.
  */
 static void
-deny(struct lsock *li, enum log_level level, int fd, const char *client, const char *via,
-    const char *reason, const char *code, const char *text)
+refuse_logged(struct lsock *li, enum log_level level, int fd, const char *client,
+    const char *via, const char *orig_dst, const char *reason, const char *code,
+    const char *text)
 {
 	char reply[400];
 	struct logline l;
@@ -119,11 +120,20 @@ deny(struct lsock *li, enum log_level level, int fd, const char *client, const c
 		log_str(&l, "via", via);
 	if (li->lname[0] != '\0')
 		log_str(&l, "listener", li->lname);
+	if (orig_dst != NULL)
+		log_str(&l, "orig_dst", orig_dst);
 	log_str(&l, "reason", reason);
 	log_end(&l);
 	shared_m_refused(reason);
 	snprintf(reply, sizeof(reply), "%s %s %s\r\n", code, li->owner->cfg->hostname, text);
 	refuse(fd, tls_first ? NULL : reply);
+}
+
+static void
+deny(struct lsock *li, enum log_level level, int fd, const char *client, const char *via,
+    const char *reason, const char *code, const char *text)
+{
+	refuse_logged(li, level, fd, client, via, NULL, reason, code, text);
 }
 
 /* 1 if every upstream the device could use holds its max_connections already. */
@@ -212,18 +222,7 @@ static void
 deny_intercept(struct lsock *li, int fd, const char *client, const char *dst,
     const char *reason, const char *text)
 {
-	char reply[400];
-	struct logline l;
-
-	log_begin(&l, L_WARN, NULL, "session.deny");
-	log_str(&l, "client", client);
-	log_str(&l, "listener", li->lname);
-	log_str(&l, "orig_dst", dst);
-	log_str(&l, "reason", reason);
-	log_end(&l);
-	shared_m_refused(reason);
-	snprintf(reply, sizeof(reply), "554 5.7.1 %s %s\r\n", li->owner->cfg->hostname, text);
-	refuse(fd, reply);
+	refuse_logged(li, L_WARN, fd, client, "", dst, reason, "554 5.7.1", text);
 }
 
 /* The intercept rule for this connection, or NULL after refusing it (554, logged). */

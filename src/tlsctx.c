@@ -222,9 +222,8 @@ tlsctx_hint(SSL *ssl)
 	    "client_cert_file and client_key_file (the certificate this relay accepts)");
 }
 
-/* Never prompt on a terminal for a key's passphrase: an encrypted key is an error. */
-static int
-no_passphrase_cb(char *buf, int size, int rwflag, void *u)
+int
+tlsctx_no_passphrase(char *buf, int size, int rwflag, void *u)
 {
 	(void)buf;
 	(void)size;
@@ -272,7 +271,7 @@ load_client_cert(struct tlsctx *t, const struct tlsctx_opts *o, enum tlsctx_bad 
 	if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert_file) != 1)
 		return (-1);
 	*bad = TLSCTX_BAD_KEY;
-	SSL_CTX_set_default_passwd_cb(t->ctx, no_passphrase_cb);
+	SSL_CTX_set_default_passwd_cb(t->ctx, tlsctx_no_passphrase);
 	if (SSL_CTX_use_PrivateKey_file(t->ctx, o->key_file, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(t->ctx) != 1)
 		return (-1);

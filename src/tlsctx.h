@@ -159,6 +159,13 @@ void tlsctx_log_handshake(SSL *ssl, const struct tls_where *w);
 int tlsctx_peer_sent_text(SSL *ssl);
 
 /**
+ * tlsctx_no_passphrase(buf, size, rwflag, u):
+ * An OpenSSL pem_password_cb that never asks: loading an encrypted key fails (an error
+ * for -t and the log) instead of prompting on a terminal the daemon may not have.
+ */
+int tlsctx_no_passphrase(char *buf, int size, int rwflag, void *u);
+
+/**
  * tlsctx_errors(buf, size):
  * Drain OpenSSL's error queue into one "; "-separated string in ${buf}.
  */

@@ -119,6 +119,8 @@ tlsserver_new(enum tls_profile profile, const char *cert_file, const char *key_f
 		goto fail;
 	if (set_profile(t->ctx, profile) != 0)
 		goto fail;
+	/* An encrypted key fails -t and the reload; a prompt would hang the start. */
+	SSL_CTX_set_default_passwd_cb(t->ctx, tlsctx_no_passphrase);
 	if (SSL_CTX_use_certificate_chain_file(t->ctx, cert_file) != 1) {
 		tlsctx_errors(why, sizeof(why));
 		snprintf(err, errsize, "cert_file %s: %s", cert_file, why);
