@@ -5,7 +5,7 @@ of each delivered message's queue id, so each profile's credentials are really c
 import email
 import re
 
-from daemon import free_port
+from daemon import refusing_port
 from test_postfix import delivered, new_marker, swaks
 
 
@@ -29,7 +29,7 @@ def named_upstream(postfix, pki, user, password, port=None):
 
 def test_two_devices_two_upstreams_each_with_its_own_sasl_user(postfix, pki, start_proxy):
     # [upstream] is a dead port: a device that fell through to it would not deliver.
-    proxy = start_proxy(host="127.0.0.1", port=str(free_port()), tls="starttls",
+    proxy = start_proxy(host="127.0.0.1", port=str(refusing_port()), tls="starttls",
                         ca_file=pki["ca"][0], more={
         "upstream first": named_upstream(postfix, pki, postfix.user, postfix.password),
         "upstream second": named_upstream(postfix, pki, postfix.user2, postfix.password2),
@@ -48,7 +48,7 @@ def test_two_devices_two_upstreams_each_with_its_own_sasl_user(postfix, pki, sta
 
 
 def test_failover_from_a_dead_port_to_postfix(postfix, pki, start_proxy):
-    dead = free_port()
+    dead = refusing_port()
     proxy = start_proxy(host="127.0.0.1", port=str(dead), tls="starttls",
                         ca_file=pki["ca"][0], more={
         "upstream postfix": named_upstream(postfix, pki, postfix.user2, postfix.password2),

@@ -20,7 +20,7 @@ import upstream as upstream_mod  # noqa: E402
 from smtpwire import Client  # noqa: E402,F401
 from proxylog import CRASH_MARKERS, parse_log_line, render_ini  # noqa: E402,F401
 from fixtures import certs, tokens, upstream  # noqa: E402,F401
-from daemon import PROXY_BIN, Proxy, free_port, proxy_factory, sections  # noqa: E402,F401
+from daemon import PROXY_BIN, Proxy, free_port, proxy_factory, refusing_port, sections  # noqa: E402,F401
 
 USER, PASSWORD = upstream_mod.DEFAULT_USER, upstream_mod.DEFAULT_PASSWORD
 # This suite's defaults on top of tests/lib/daemon.py's.

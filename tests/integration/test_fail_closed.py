@@ -1,10 +1,9 @@
 """Every upstream failure before the greeting becomes a 421 greeting; nothing goes in plaintext."""
-import socket
 import time
 
 import pytest
 
-from daemon import free_port
+from daemon import refusing_port
 
 SECRET_VERBS = {"MAIL", "RCPT", "DATA", "AUTH", "BDAT"}
 
@@ -31,7 +30,7 @@ def assert_nothing_plaintext(up):
 
 
 def test_unreachable_upstream_gives_421(proxy):
-    px = proxy(None, upstream={"port": str(free_port())})
+    px = proxy(None, upstream={"port": str(refusing_port())})
     expect_421_greeting(px)
     assert px.wait_event("upstream.fail")
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import PASSWORD, USER, free_port
+from conftest import PASSWORD, USER, free_port, refusing_port
 from test_profiles import up_keys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -112,7 +112,7 @@ def test_metrics_count_each_kind_of_session_message_handshake_and_failure(upstre
     up = upstream("starttls")
     tf = upstream("starttls", override={"dot": b"451 4.3.0 try again later\r\n"})
     expired = upstream("starttls", cert="expired")
-    dead = free_port()
+    dead = refusing_port()
     mport = free_port()
     px = proxy(up, proxy={"workers": "2",
                           "allow": "127.0.0.1/32, 127.0.0.5/32, 127.0.0.6/32, 127.0.0.8/32"},

@@ -4,9 +4,9 @@ The usual mistakes: an implicit-TLS port (465) configured as STARTTLS, which use
 silent wait for a greeting until the per-step timeout (300 s by default); a STARTTLS or
 plain port configured as implicit TLS; an address with nothing listening.
 """
-import socket
 import time
 
+from conftest import refusing_port
 from test_fail_closed import assert_nothing_plaintext, expect_421_greeting
 
 IMPLICIT_HINT = "if this port uses implicit TLS (usually 465), set tls = implicit"
@@ -104,16 +104,8 @@ def test_per_step_timeout_still_applies_under_a_longer_connect_timeout(upstream,
     assert fail["stage"] == "starttls" and "hint" not in fail, fail
 
 
-def _closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()       # nothing listens there now: connect is refused
-    return port
-
-
 def test_unreachable_upstream_logs_each_address_and_its_error(upstream, proxy):
-    port = _closed_port()
+    port = refusing_port()
     px = proxy(None, upstream={"host": "127.0.0.1", "port": str(port)})
     expect_421_greeting(px)
     fail, = px.wait_event("upstream.fail")

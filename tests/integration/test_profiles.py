@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import PROXY_BIN, REPO, check_config, free_port
+from conftest import PROXY_BIN, REPO, check_config, refusing_port
 from test_config import STUB_USERS
 
 BODY = b"Subject: profiles\r\n\r\nhello\r\n.\r\n"
@@ -174,7 +174,7 @@ def failover_proxy(certs, proxy, first, second, retry_after="3", first_user=None
 
 
 def closed_port():
-    return {"host": "127.0.0.1", "port": str(free_port()), "tls": "starttls",
+    return {"host": "127.0.0.1", "port": str(refusing_port()), "tls": "starttls",
             "server_name": "mail.test"}
 
 

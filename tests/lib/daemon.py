@@ -55,6 +55,20 @@ def free_port(host="127.0.0.1"):
     return free_ports(1, host)[0]
 
 
+_refusing = []
+
+
+def refusing_port(host="127.0.0.1"):
+    """A loopback port where connect is refused for as long as this test process lives.
+    A port merely closed after bind is handed out again as an ephemeral port, to the next
+    proxy's listener in a parallel run, and the "dead" upstream then answers; a socket
+    that stays bound without listening refuses (RST) and keeps the port from reuse."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.bind((host, 0))
+    _refusing.append(s)
+    return s.getsockname()[1]
+
+
 def sections(certs, up=None, defaults=None, **over):
     """{section: {key: value}} for a proxy in front of test upstream `up` (None: port 1).
     `defaults` are the suite's own; `over` maps a section name to the keys it changes. Any
