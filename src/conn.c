@@ -44,6 +44,9 @@ struct conn {
 	unsigned	 read_wants_write:1;
 	unsigned	 write_wants_read:1;
 	unsigned	 tls_unreported:1;	/* the handshake finished inside conn_start_tls() */
+	unsigned	 dirty:1;	/* on the flush list */
+	unsigned	 ssl_starved:1;	/* SSL_read last wanted the socket */
+	struct conn	*dprev, *dnext;
 	conn_cb		*cb;
 	void		*arg;
 	unsigned long long nin, nout;
@@ -51,6 +54,71 @@ struct conn {
 };
 
 static void conn_io(struct ev_loop *, ev_io *, int);
+static int do_write(struct conn *);
+static void update(struct conn *);
+
+/*
+ * Writes are sent when the loop is about to wait, not at each conn_write: a command
+ * and its CRLF, a pipelined MAIL RCPT DATA, the replies to them, all that one turn of
+ * the loop produced leaves in one send (one TLS record) instead of one per call. Each
+ * worker (and the probe) runs one loop, so one list and one watcher do.
+ */
+static struct conn *dirty_head;
+static ev_prepare flush_w;
+static struct ev_loop *flush_loop;
+
+static void
+dirty_unlink(struct conn *c)
+{
+	if (!c->dirty)
+		return;
+	if (c->dprev != NULL)
+		c->dprev->dnext = c->dnext;
+	else
+		dirty_head = c->dnext;
+	if (c->dnext != NULL)
+		c->dnext->dprev = c->dprev;
+	c->dprev = c->dnext = NULL;
+	c->dirty = 0;
+}
+
+/* Before the loop sleeps: send what this turn queued; a buffer that emptied says so. */
+static void
+flush_all(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct conn *c;
+	int drained;
+
+	(void)loop;
+	(void)w;
+	(void)revents;
+	/* An owner's CONN_EV_DRAIN may write or free conns: take them one at a time. */
+	while ((c = dirty_head) != NULL) {
+		dirty_unlink(c);
+		if (c->failed || c->state != C_OPEN)
+			continue;
+		drained = !c->write_wants_read && c->wretry == 0 && buf_len(&c->out) > 0 &&
+		    do_write(c);
+		if (c->failed)
+			continue;	/* the error event is on its way */
+		update(c);
+		if (drained)
+			c->cb(c, CONN_EV_DRAIN, c->arg);
+	}
+}
+
+/* 0 when this conn's loop has the flush watcher, else -1 (write at once, as before). */
+static int
+flush_ready(struct conn *c)
+{
+	if (flush_loop == NULL) {
+		flush_loop = c->loop;
+		ev_prepare_init(&flush_w, flush_all);
+		ev_prepare_start(flush_loop, &flush_w);
+		ev_unref(flush_loop);	/* a pending flush alone keeps no loop running */
+	}
+	return (flush_loop == c->loop ? 0 : -1);
+}
 
 static void
 set_nodelay(int fd)
@@ -109,9 +177,12 @@ update(struct conn *c)
 			ev_io_start(c->loop, &c->io);
 		c->mask = m;
 	}
-	/* Records already decrypted inside OpenSSL will not wake the socket: look again. */
+	/*
+	 * Records OpenSSL already holds (decrypted or read ahead) will not wake the socket;
+	 * a partial one, once SSL_read has asked the socket for the rest, will.
+	 */
 	if (c->ssl != NULL && c->state == C_OPEN && (m & EV_READ) && !c->write_wants_read &&
-	    SSL_pending(c->ssl) > 0)
+	    !c->ssl_starved && SSL_has_pending(c->ssl))
 		ev_feed_event(c->loop, &c->io, EV_CUSTOM);
 }
 
@@ -250,14 +321,24 @@ do_read(struct conn *c)
 			errno = 0;
 			sr = SSL_read(c->ssl, p, (int)got);
 			if (sr > 0) {
+				c->ssl_starved = 0;
 				buf_commit(&c->in, (size_t)sr);
 				c->nin += (unsigned long long)sr;
 				any = 1;
+				/*
+				 * Read-ahead took what the socket had, up to a buffer's worth:
+				 * nothing held back in OpenSSL means nothing more to read yet
+				 * (the poll is level-triggered), so skip the EAGAIN read.
+				 */
+				if ((size_t)sr < got && !SSL_has_pending(c->ssl))
+					break;
 				continue;
 			}
 			e = SSL_get_error(c->ssl, sr);
-			if (e == SSL_ERROR_WANT_READ)
+			if (e == SSL_ERROR_WANT_READ) {
+				c->ssl_starved = 1;
 				break;
+			}
 			if (e == SSL_ERROR_WANT_WRITE) {
 				c->read_wants_write = 1;
 				break;
@@ -410,6 +491,8 @@ conn_start_tls(struct conn *c, SSL *ssl)
 		SSL_free(ssl);
 		return (-1);
 	}
+	/* A record's header and body in one read, not two (update() looks in its buffer). */
+	SSL_set_read_ahead(ssl, 1);
 	c->ssl = ssl;
 	c->state = C_HANDSHAKE;
 	c->hs_want = EV_WRITE;
@@ -474,10 +557,23 @@ conn_wcommit(struct conn *c, size_t n)
 	buf_commit(&c->out, n);
 	if (c->failed || c->state != C_OPEN)
 		return;
-	/* Try at once: most replies fit the socket buffer and need no loop iteration. */
-	if (!c->write_wants_read && c->wretry == 0)
+	if (c->write_wants_read || c->wretry != 0) {
+		update(c);	/* a TLS write waits to be repeated: the socket says when */
+		return;
+	}
+	/* A full record's worth goes now, while it is hot in the cache (the DATA path). */
+	if (buf_len(&c->out) >= CONN_IO_CHUNK || flush_ready(c) != 0) {
 		(void)do_write(c);
-	update(c);
+		update(c);
+		return;
+	}
+	if (c->dirty)
+		return;
+	c->dirty = 1;
+	c->dnext = dirty_head;
+	if (dirty_head != NULL)
+		dirty_head->dprev = c;
+	dirty_head = c;
 }
 
 size_t
@@ -561,6 +657,10 @@ conn_close(struct conn *c, int reset)
 
 	if (c == NULL)
 		return;
+	/* What was queued before a polite close (a QUIT, a last reply) still goes. */
+	if (c->dirty && !reset && !c->failed && !c->write_wants_read && c->wretry == 0)
+		(void)do_write(c);
+	dirty_unlink(c);
 	ev_io_stop(c->loop, &c->io);
 	ev_clear_pending(c->loop, &c->io);
 	if (c->ssl != NULL) {
