@@ -178,20 +178,29 @@ check_credentials(struct loader *ld)
 /*
  * Kept sessions hold their max_connections slot in each worker: reuse for every worker
  * must leave room for sessions in use. Without a login of the proxy's own there is
- * nothing to reuse (the device's AUTH passes through).
+ * nothing to reuse (the device's AUTH passes through). Where the default would hold
+ * them all (a provider that allows a few connections), it stands aside unasked.
  */
 static void
 check_reuse(struct loader *ld)
 {
-	const struct upstream_conf *up = ld->up;
-	unsigned long workers = ld->c->workers > 0 ? ld->c->workers : 1;
+	struct upstream_conf *up = ld->up;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned long workers = ld->c->workers > 0 ? ld->c->workers : ncpu > 0 ?
+	    (unsigned long)ncpu : 1;
 
 	if (up->reuse == 0)
 		return;
-	if (up->username[0] == '\0')
-		config_warn(ld, config_key_line(ld, "reuse"), "reuse = %lu: no username, so the "
+	if (config_key_line(ld, "reuse") == 0 && up->reuse == REUSE_DEFAULT &&
+	    (up->username[0] == '\0' || up->reuse * workers >= up->max_connections)) {
+		up->reuse = 0;
+		return;
+	}
+	if (up->username[0] == '\0') {
+		if (config_key_line(ld, "reuse") > 0)	/* the default needs no word */
+			config_warn(ld, config_key_line(ld, "reuse"), "reuse = %lu: no username, so the "
 		    "devices' own AUTH passes through and no session is ever reused", up->reuse);
-	else if (up->reuse * workers >= up->max_connections)
+	} else if (up->reuse * workers >= up->max_connections)
 		config_warn(ld, config_key_line(ld, "reuse"), "reuse = %lu per worker (%lu "
 		    "worker%s) can hold all max_connections = %lu sessions idle", up->reuse,
 		    workers, workers == 1 ? "" : "s", up->max_connections);

@@ -174,7 +174,7 @@ static const struct key keys[] = {
 	UINT("upstream", "auth_retry_after", "300", U(auth_retry_after), 0, 86400,
 	    "expected seconds, 0..86400 (0: no back-off)"),
 	STR("upstream", "tls_ciphers", "", U(tls_ciphers)),
-	UINT("upstream", "reuse", "0", U(reuse), 0, 1000, "expected sessions, 0..1000 (0: off)"),
+	UINT("upstream", "reuse", REUSE_DEFAULT_S, U(reuse), 0, 1000, "expected sessions, 0..1000 (0: off)"),
 	UINT("upstream", "reuse_idle", "30", U(reuse_idle), 1, 3600, "expected seconds, 1..3600"),
 	UINT("upstream", "reuse_max_messages", "100", U(reuse_max_messages), 0, 1000000,
 	    "expected messages (0: no limit)"),

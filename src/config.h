@@ -24,6 +24,10 @@ struct tlsserver;
 struct users;
 
 enum up_tls { UP_TLS_STARTTLS, UP_TLS_IMPLICIT };
+/* [upstream] reuse unless set: on, once test_reuse.py and the bench proved it (issue 12). */
+#define REUSE_DEFAULT		2
+#define REUSE_DEFAULT_S		"2"
+
 enum up_auth { UP_AUTH_AUTO, UP_AUTH_PLAIN, UP_AUTH_LOGIN, UP_AUTH_XOAUTH2, UP_AUTH_OAUTHBEARER };
 /* Where an OAuth2 access token comes from (auth_mechanism xoauth2 / oauthbearer). */
 enum oauth2_flow {

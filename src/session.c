@@ -177,7 +177,8 @@ give_back(struct session *s)
 	log_str(&l, "upstream", s->upc->name);
 	log_num(&l, "messages", s->up_msgs);
 	log_end(&l);
-	upcache_put(s->cfg, s->upc, s->dev, s->up, &s->caps, s->up_msgs);
+	upcache_put(s->cfg, s->upc, s->dev, s->up, &s->caps, s->up_msgs,
+	    s->up_token_gen);
 	s->up = NULL;
 	s->upc_counted = 0;	/* the slot went with it */
 }
@@ -615,6 +616,7 @@ on_upstream(void *arg, struct conn *up, const struct smtp_caps *caps, const char
 	if (s->own_upc == NULL)
 		s->upc = upstream_conf_of(s->prep);
 	s->up_msgs = upstream_messages(s->prep);
+	s->up_token_gen = upstream_token_gen(s->prep);
 	s->prep = NULL;
 	if (up == NULL) {
 		fail_raw(s, last, "upstream-failed");

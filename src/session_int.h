@@ -133,6 +133,7 @@ struct session {
 	unsigned long long cl_in, cl_out, up_in, up_out;	/* of conns already gone */
 	unsigned long long up_base_in, up_base_out;	/* a reused upstream's bytes before */
 	unsigned	 up_msgs;	/* messages on the upstream session, earlier ones too */
+	unsigned long	 up_token_gen;	/* the OAuth2 token it logged in with */
 	unsigned	 up_doubt:1;	/* it said something odd: never kept for reuse */
 	const char	*end_reason;
 	session_done_cb	*done;

@@ -25,6 +25,7 @@ struct kept {
 	struct conn	*c;
 	struct smtp_caps caps;
 	unsigned	 msgs;
+	unsigned long	 token_gen;	/* of an OAuth2 login's token */
 	enum kept_state	 state;
 	ev_timer	 timer;		/* K_RESET: the RSET's reply; K_IDLE: reuse_idle */
 	struct kept	*prev, *next;
@@ -140,7 +141,7 @@ on_event(struct conn *c, int ev, void *arg)
 
 void
 upcache_put(struct config *cfg, const struct upstream_conf *up, const struct device_conf *dev,
-    struct conn *c, const struct smtp_caps *caps, unsigned msgs)
+    struct conn *c, const struct smtp_caps *caps, unsigned msgs, unsigned long token_gen)
 {
 	struct kept *k;
 
@@ -160,6 +161,7 @@ upcache_put(struct config *cfg, const struct upstream_conf *up, const struct dev
 	k->c = c;
 	k->caps = *caps;
 	k->msgs = msgs;
+	k->token_gen = token_gen;
 	k->state = K_RESET;
 	k->next = kept;
 	if (kept != NULL)
@@ -187,9 +189,26 @@ stale(struct kept *k)
 	return (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK));
 }
 
+/*
+ * A session logged in with a token that has since been renewed or has expired may be
+ * refused by the server at any command (providers check a token's lifetime on open
+ * sessions): the device would see an error where a fresh login would have worked.
+ */
+static int
+token_outlived(const struct kept *k)
+{
+	struct shared_token_info info;
+
+	if (k->up->auth_mechanism != UP_AUTH_XOAUTH2 &&
+	    k->up->auth_mechanism != UP_AUTH_OAUTHBEARER)
+		return (0);
+	(void)shared_token_get(k->up->slot, k->up->oauth2_fp, NULL, 0, &info);
+	return (info.gen != k->token_gen || !shared_token_valid(k->up->slot, k->up->oauth2_fp));
+}
+
 struct conn *
 upcache_take(const struct upstream_conf *up, const struct device_conf *dev,
-    struct smtp_caps *caps, unsigned *msgs)
+    struct smtp_caps *caps, unsigned *msgs, unsigned long *token_gen)
 {
 	struct kept *k, *next;
 	struct conn *c;
@@ -202,11 +221,16 @@ upcache_take(const struct upstream_conf *up, const struct device_conf *dev,
 			drop(k, 0, "closed by the server");
 			continue;
 		}
+		if (token_outlived(k)) {
+			drop(k, 1, "token renewed since its login");
+			continue;
+		}
 		ev_timer_stop(loop, &k->timer);
 		unlink_kept(k);
 		c = k->c;
 		*caps = k->caps;
 		*msgs = k->msgs;
+		*token_gen = k->token_gen;
 		config_unref(k->cfg);
 		free(k);
 		return (c);

@@ -25,24 +25,26 @@ struct upstream_conf;
 void upcache_init(struct ev_loop *loop);
 
 /**
- * upcache_put(cfg, up, dev, c, caps, msgs):
+ * upcache_put(cfg, up, dev, c, caps, msgs, token_gen):
  * Offer the upstream session ${c} (ownership taken, with the max_connections slot it
  * holds) of upstream ${up} for profile ${dev}, with ${msgs} messages relayed on it so far
- * and EHLO capabilities ${caps}. It is reset (RSET, 250) and kept; or closed with QUIT
- * when it may not be kept (reuse off, reuse_max_messages, the cache full).
+ * and EHLO capabilities ${caps}; an OAuth2 login's token was generation ${token_gen}.
+ * It is reset (RSET, 250) and kept; or closed with QUIT when it may not be kept (reuse
+ * off, reuse_max_messages, the cache full).
  */
 void upcache_put(struct config *cfg, const struct upstream_conf *up,
     const struct device_conf *dev, struct conn *c, const struct smtp_caps *caps,
-    unsigned msgs);
+    unsigned msgs, unsigned long token_gen);
 
 /**
- * upcache_take(up, dev, caps, msgs):
+ * upcache_take(up, dev, caps, msgs, token_gen):
  * A kept session of upstream ${up} for profile ${dev} that is still open (the server
- * has sent nothing since), with its capabilities and message count; it brings its
- * max_connections slot along. NULL if there is none.
+ * has sent nothing since) and, for an OAuth2 login, logged in with the token the shared
+ * cache still holds, unexpired; with its capabilities, message count and token
+ * generation. It brings its max_connections slot along. NULL if there is none.
  */
 struct conn *upcache_take(const struct upstream_conf *up, const struct device_conf *dev,
-    struct smtp_caps *caps, unsigned *msgs);
+    struct smtp_caps *caps, unsigned *msgs, unsigned long *token_gen);
 
 /**
  * upcache_idle(up):

@@ -244,7 +244,8 @@ begin_attempt(struct upstream *u)
 	up_enter(u, UP_RESOLVE);
 	/* A kept session comes ready, with its slot of max_connections. */
 	if (SHARED_SLOT(u) && u->up->reuse > 0 &&
-	    (u->c = upcache_take(u->up, u->dev, &u->caps, &u->msgs)) != NULL) {
+	    (u->c = upcache_take(u->up, u->dev, &u->caps, &u->msgs,
+	    &u->token_gen)) != NULL) {
 		conn_set_cb(u->c, up_event, u);
 		u->reused = 1;
 		u->counted = 1;
@@ -1120,6 +1121,12 @@ unsigned
 upstream_messages(const struct upstream *u)
 {
 	return (u->msgs);
+}
+
+unsigned long
+upstream_token_gen(const struct upstream *u)
+{
+	return (u->token_gen);
 }
 
 void

@@ -66,6 +66,12 @@ const struct upstream_conf *upstream_conf_of(const struct upstream *u);
 unsigned upstream_messages(const struct upstream *u);
 
 /**
+ * upstream_token_gen(u):
+ * In the callback: the generation of the OAuth2 token the session logged in with.
+ */
+unsigned long upstream_token_gen(const struct upstream *u);
+
+/**
  * upstream_cancel(u):
  * Give up (the client left): close and free without calling back. NULL is a no-op.
  */

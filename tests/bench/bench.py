@@ -19,8 +19,11 @@ figure), from the sink's counters. CPU is utime + stime of every process of a re
 
   bench.py --mode full|quick|smoke --proxy BUILD/smtp-tls-proxy --bindir BUILD/bench
 
-BENCH_REUSE=N adds a column "proxy reuse=N": the same proxy with "[upstream] reuse = N" (and
-reuse_idle, when BENCH_REUSE_IDLE is set), its ratio to stunnel on the last line too.
+The column "proxy" is the proxy with upstream session reuse off ("reuse = 0"), one upstream
+connection per session as stunnel makes; beside it "proxy reuse=10": the same proxy with
+"[upstream] reuse = 10" (enough kept sessions for the 20 parallel devices over the
+workers; the default, 2, keeps fewer), its ratio to stunnel on the last line too. BENCH_REUSE=N sets N (0: no such
+column); BENCH_REUSE_IDLE sets reuse_idle.
 BENCH_TLS=implicit relays over implicit TLS instead of STARTTLS.
 """
 import argparse
@@ -143,11 +146,11 @@ class ProxySystem(System):
         up = {"host": "127.0.0.1", "port": str(sink.ports[tls]), "tls": tls,
               "server_name": "mail.test", "verify": "yes", "ca_file": certs["ca"][0],
               "username": "bench", "password": "secret",
-              "max_connections": str(cfg["idle"] + 1000)}
+              "max_connections": str(max(cfg["idle"], cfg.get("idle_alone", 0)) + 1000)}
         up.update(extra_upstream or {})
         sections = {
             "proxy": {"listen": "127.0.0.1:0", "hostname": "proxy.bench.test",
-                      "allow": "127.0.0.0/8", "max_sessions": str(cfg["idle"] + 1000),
+                      "allow": "127.0.0.0/8", "max_sessions": str(max(cfg["idle"], cfg.get("idle_alone", 0)) + 1000),
                       "timeout": "300"},
             "upstream": up,
             # Lifted: one 200 MB message, and every session from one loopback address.
@@ -226,11 +229,12 @@ class Bench:
         args, cfg, work = self.args, self.cfg, self.work
         self.certs = testca.make_ca(os.path.join(work, "ca"))
         self.sink = Sink(args.bindir, self.certs, work)
+        # "proxy": reuse off, an upstream connection per session as stunnel makes.
         self.systems.append(ProxySystem("proxy", args.proxy, self.certs, self.sink,
-                                        self.tls, work, cfg))
+                                        self.tls, work, cfg, {"reuse": "0"}))
         self.systems.append(StunnelSystem(self.certs, self.sink, self.tls, work))
-        reuse = os.environ.get("BENCH_REUSE")
-        if reuse:
+        reuse = os.environ.get("BENCH_REUSE", "10")
+        if reuse not in ("", "0"):
             extra = {"reuse": reuse}
             if os.environ.get("BENCH_REUSE_IDLE"):
                 extra["reuse_idle"] = os.environ["BENCH_REUSE_IDLE"]
@@ -319,15 +323,22 @@ class Bench:
             self.progress(key)
         for rep in range(cfg["idle_reps"]):
             for s in self.order(rep, self.systems):
-                self.idle(s)
+                self.idle(s, cfg["idle"], "idle")
         self.progress("idle")
+        # stunnel's descriptor need capped the count above; the proxy's is half per worker.
+        if cfg.get("idle_alone"):
+            for rep in range(cfg["idle_reps"]):
+                for s in self.order(rep, [x for x in self.systems if x.name != "stunnel"]):
+                    self.idle(s, cfg["idle_alone"], "idle_alone")
+            self.progress("idle alone")
         titles = {k: t for k, t, *_ in figs}
         titles["cpu"] = "relay CPU per session, ms (from the sessions run)"
         titles["idle"] = "RSS per idle session, KB (%s held)" % format(cfg["idle"], ",")
+        titles["idle_alone"] = "the same, %s held (stunnel cannot here)" % format(
+            cfg.get("idle_alone", 0), ",")
         return titles
 
-    def idle(self, system):
-        n = self.cfg["idle"]
+    def idle(self, system, n, key):
         pids = system.pids()
         base = rss_kb(pids)
         before = self.sink.stats()
@@ -353,9 +364,9 @@ class Bench:
         finally:
             p.stdin.close()
             p.wait(300)
-        self.results.setdefault("idle", {}).setdefault(system.name, []).append(
+        self.results.setdefault(key, {}).setdefault(system.name, []).append(
             (held - base) / opened)
-        u = self.up.setdefault("idle", {}).setdefault(system.name, [0, 0])
+        u = self.up.setdefault(key, {}).setdefault(system.name, [0, 0])
         u[0] += after["handshakes"] - before["handshakes"]
         u[1] += opened
         self.note_resumed(system, before, after)
@@ -368,7 +379,7 @@ class Bench:
         names = [s.name for s in self.systems] + ["direct"]
         base = "stunnel"
         proxies = [s.name for s in self.systems if s.name != base]
-        order = ["big", "sessions", "cpu", "msgs", "pipe", "latency", "idle"]
+        order = ["big", "sessions", "cpu", "msgs", "pipe", "latency", "idle", "idle_alone"]
         out = []
         # Where the CPU went: shows whether the sink or the client was the limit.
         out.append("CPU use during each run, %% of one core (%d cores): relay / sink / client"
@@ -390,6 +401,8 @@ class Bench:
         out.append("|" + "---|" * len(hdr))
         ratios = {p: {} for p in proxies}
         for key in order:
+            if key not in self.results:
+                continue
             row = [titles[key]]
             res = self.results.get(key, {})
             for n in names:
@@ -463,9 +476,12 @@ def main():
     nofile = raise_nofile(4 * cfg["idle"] + 4096)
     held = idle_sessions(cfg["idle"], nofile)
     if held < cfg["idle"]:
-        print("bench: ulimit -n is %d here (hard limit): holding %d idle sessions, not %d"
-              % (nofile, held, cfg["idle"]), file=sys.stderr)
-        cfg = dict(cfg, idle=held)
+        # The proxy's workers share its sessions; client and sink need one descriptor each.
+        alone = cfg["idle"] if nofile >= cfg["idle"] + 1000 else 0
+        print("bench: ulimit -n is %d here (hard limit): stunnel can hold %d idle sessions, "
+              "not %d%s" % (nofile, held, cfg["idle"], "; the proxy holds %d alone" % alone
+                            if alone else ""), file=sys.stderr)
+        cfg = dict(cfg, idle=held, idle_alone=alone)
     work = tempfile.mkdtemp(prefix="smtp-tls-proxy-bench.")
     t0 = time.monotonic()
     b = None

@@ -116,7 +116,7 @@ def test_metrics_count_each_kind_of_session_message_handshake_and_failure(upstre
     mport = free_port()
     px = proxy(up, proxy={"workers": "2",
                           "allow": "127.0.0.1/32, 127.0.0.5/32, 127.0.0.6/32, 127.0.0.8/32"},
-               upstream={"username": USER, "password": PASSWORD},
+               upstream={"username": USER, "password": PASSWORD, "reuse": "0"},
                limits={"max_message_size": "2000"},
                metrics=metrics_keys(mport),
                **{"upstream tf": up_keys(tf, certs),

@@ -314,7 +314,8 @@ def test_each_flow_unattended_across_expiries_and_a_restart(upstream, tokens, op
         px.stop()
     assert up.wait_messages(n)
     logins = token_logins(up)
-    assert len(logins) == n and all(ok for *_, ok in logins)
+    # Kept sessions (reuse is on) spare logins, never one per token: see the next test.
+    assert 0 < len(logins) <= n and all(ok for *_, ok in logins)
     # Fresh tokens, not one reused: at least two per run (fewer sessions under valgrind).
     assert len({tok for _, _, tok, _ in logins}) >= 4
     # One login per upstream session, under TLS, before the device's MAIL.
@@ -356,11 +357,37 @@ def test_many_sessions_over_several_lifetimes_one_request_per_renewal(upstream, 
     assert not px.events("auth.retry") and not px.events("auth.fail")
 
 
+def test_a_kept_session_never_outlives_the_token_it_logged_in_with(upstream, tokens, oproxy,
+                                                                  certs, tmp_path):
+    """Providers check a token's lifetime on open sessions too: once the main process has
+    renewed the token, a session logged in with the old one is closed, not handed out."""
+    ts = tokens(lifetime=8)
+    up = upstream("starttls", token_check=ts.valid)
+    px = start(oproxy, up, ts, certs, tmp_path, proxy={"workers": "1"})
+    deliver(px, b"first")
+    end = time.monotonic() + 10
+    while sum(c.verbs(True).count("RSET") for c in up.connections) < 1:
+        assert time.monotonic() < end, "the first session was never kept"
+        time.sleep(0.02)
+    time.sleep(0.1)
+    deliver(px, b"second")      # same token: the kept session
+    assert len(up.connections) == 1 and px.wait_event("upstream.reuse")
+    px.wait_event("oauth2.token", 2, timeout=15)    # renewed at 80 % of its 8 s
+    deliver(px, b"third")
+    assert up.wait_messages(3)
+    close, = px.wait_event("upstream.reuse-close", reason="token renewed since its login")
+    assert close["upstream"] == "default", close
+    logins = token_logins(up)
+    assert len(up.connections) == 2 and len(logins) == 2, logins
+    assert logins[0][2] != logins[1][2] and all(ok for *_, ok in logins), logins
+    assert up.connections[0].verbs(True).count("MAIL") == 2
+
+
 def test_revoked_token_one_refresh_then_success(upstream, tokens, oproxy, certs, tmp_path):
     for style in ("microsoft", "google"):
         ts = tokens(lifetime=300)
         up = upstream("starttls", token_check=ts.valid, token_style=style)
-        px = start(oproxy, up, ts, certs, tmp_path)
+        px = start(oproxy, up, ts, certs, tmp_path, reuse="0")     # a login per session
         deliver(px)
         ts.revoke_all()
         deliver(px)

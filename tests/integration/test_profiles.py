@@ -73,9 +73,10 @@ def test_each_device_lands_on_its_own_upstream_with_its_own_credentials(certs, u
     scan = named(upstream, "scanner@example.test")
     plc = named(upstream, "plc@example.test")
     nas = named(upstream, "nas@example.test")
-    px = proxy(None, upstream=up_keys(scan, certs, "scanner@example.test"), **{
-        "upstream plc-relay": up_keys(plc, certs, "plc@example.test"),
-        "upstream nas-box": up_keys(nas, certs, "nas@example.test"),
+    # One upstream session per device session, to count: reuse off.
+    px = proxy(None, upstream=up_keys(scan, certs, "scanner@example.test", reuse="0"), **{
+        "upstream plc-relay": up_keys(plc, certs, "plc@example.test", reuse="0"),
+        "upstream nas-box": up_keys(nas, certs, "nas@example.test", reuse="0"),
         "device scanner": {"match": "127.0.0.2"},
         "device plc": {"match": "127.0.0.3", "upstream": "plc-relay"},
         "device nas": {"match": "127.0.0.4/32", "upstream": "nas-box"}})
@@ -482,7 +483,9 @@ def test_a_full_upstream_is_skipped_and_counts_are_per_upstream(certs, upstream,
     again. Every process counts the same (2 workers)."""
     main = named(upstream, "main@example.test")
     small = named(upstream, "small@example.test")
-    px = proxy(None, upstream=up_keys(main, certs, "main@example.test"),
+    # A kept session would hold small's one slot (the default stands aside by itself
+    # there; main's is off so that the counts below are of sessions in use).
+    px = proxy(None, upstream=up_keys(main, certs, "main@example.test", reuse="0"),
                proxy={"workers": "2"}, **{
                    "upstream small": up_keys(small, certs, "small@example.test",
                                              max_connections="1"),

@@ -143,12 +143,21 @@ def test_max_messages_and_idle_end_a_kept_session(upstream, proxy):
     assert "QUIT" in verbs(up.connections[1])
 
 
-def test_off_by_default_and_never_with_pass_through_auth(upstream, proxy):
+def test_on_by_default_and_never_with_pass_through_auth(upstream, proxy):
     up = upstream("starttls")
     px = proxy(up, proxy={"workers": "1"}, upstream={"username": USER, "password": PASSWORD})
+    assert one_message(px).code == 250
+    wait_kept(up)
+    assert one_message(px).code == 250
+    assert up.wait_messages(2) and len(up.connections) == 1
+    # Where the default would hold every slot of max_connections it stands aside, unasked;
+    # a reuse set by the admin stays (and -t warns).
+    up3 = upstream("starttls")
+    px3 = proxy(up3, proxy={"workers": "1"}, upstream={
+        "username": USER, "password": PASSWORD, "max_connections": "2"})
     for _ in range(2):
-        assert one_message(px).code == 250
-    assert len(up.connections) == 2
+        assert one_message(px3).code == 250
+    assert len(up3.connections) == 2
     up2 = upstream("starttls")
     px2 = proxy(up2, proxy={"workers": "1"}, upstream={"reuse": "2"})    # no username
     for _ in range(2):
