@@ -197,9 +197,10 @@ check_reuse(struct loader *ld)
 		return;
 	}
 	if (up->username[0] == '\0') {
-		if (config_key_line(ld, "reuse") > 0)	/* the default needs no word */
-			config_warn(ld, config_key_line(ld, "reuse"), "reuse = %lu: no username, so the "
-		    "devices' own AUTH passes through and no session is ever reused", up->reuse);
+		if (up->reuse != REUSE_DEFAULT)	/* the default needs no word */
+			config_warn(ld, config_key_line(ld, "reuse"), "reuse = %lu: no "
+			    "username, so the devices' own AUTH passes through and no session "
+			    "is ever reused", up->reuse);
 	} else if (up->reuse * workers >= up->max_connections)
 		config_warn(ld, config_key_line(ld, "reuse"), "reuse = %lu per worker (%lu "
 		    "worker%s) can hold all max_connections = %lu sessions idle", up->reuse,

@@ -3,7 +3,7 @@ prepared upstream session (TLS up, verified, logged in) to the next device of th
 profile, after an RSET and its 250; any doubt closes it instead."""
 import time
 
-from conftest import PASSWORD, USER, Client
+from conftest import PASSWORD, USER, Client, check_config
 
 BODY = b"Subject: reuse\r\n\r\nhello\r\n.\r\n"
 
@@ -165,3 +165,25 @@ def test_on_by_default_and_never_with_pass_through_auth(upstream, proxy):
     assert len(up2.connections) == 2
     # The device's QUIT went upstream as always.
     assert "QUIT" in verbs(up2.connections[0])
+
+
+def test_check_warns_of_a_reuse_that_cannot_work_but_not_of_the_default(tmp_path, certs):
+    def check(up, workers="1"):
+        text = ("[proxy]\nlisten = 127.0.0.1:2525\nhostname = proxy.test\nworkers = %s\n\n"
+                "[upstream]\nhost = 127.0.0.1\nca_file = %s\n%s" % (workers, certs["ca"][0], up))
+        path, p = check_config(str(tmp_path), text)
+        assert p.returncode == 0, p.stderr
+        return path, text, p.stderr
+    login = "username = %s\npassword = %s\n" % (USER, PASSWORD)
+    path, text, err = check("reuse = 3\n")
+    line = text.splitlines().index("reuse = 3") + 1
+    assert err == "%s:%d: warning: reuse = 3: no username, so the devices' own AUTH passes " \
+        "through and no session is ever reused\n" % (path, line), err
+    path, text, err = check(login + "reuse = 4\nmax_connections = 8\n", workers="2")
+    line = text.splitlines().index("reuse = 4") + 1
+    assert err == "%s:%d: warning: reuse = 4 per worker (2 workers) can hold all " \
+        "max_connections = 8 sessions idle\n" % (path, line), err
+    # The default says nothing: without a username, or where it stands aside by itself.
+    assert check("")[2] == ""
+    assert check(login + "max_connections = 2\n", workers="1")[2] == ""
+    assert check(login)[2] == ""
