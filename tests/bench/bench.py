@@ -139,6 +139,8 @@ class System:
 
 
 class ProxySystem(System):
+    made = 0
+
     def __init__(self, name, binary, certs, sink, tls, work, cfg, extra_upstream=None):
         import daemon
         daemon.PROXY_BIN = binary
@@ -157,7 +159,9 @@ class ProxySystem(System):
             "limits": {"max_message_size": "0", "max_sessions_per_client": "1000000"},
             "log": {"level": "info", "format": "text"},
         }
-        self.p = Proxy(work, sections, name=name.replace(" ", "_").replace("=", ""))
+        ProxySystem.made += 1     # fresh ones for the idle figure: files of their own
+        self.p = Proxy(work, sections, name="%s_%d" % (
+            name.replace(" ", "_").replace("=", ""), ProxySystem.made))
         self.p.start()
         self.port = self.p.port
         # Main process and workers, from the log once: it grows long during the run.
@@ -230,17 +234,21 @@ class Bench:
         self.certs = testca.make_ca(os.path.join(work, "ca"))
         self.sink = Sink(args.bindir, self.certs, work)
         # "proxy": reuse off, an upstream connection per session as stunnel makes.
-        self.systems.append(ProxySystem("proxy", args.proxy, self.certs, self.sink,
-                                        self.tls, work, cfg, {"reuse": "0"}))
-        self.systems.append(StunnelSystem(self.certs, self.sink, self.tls, work))
+        makers = [lambda: ProxySystem("proxy", args.proxy, self.certs, self.sink, self.tls,
+                                      work, cfg, {"reuse": "0"})]
         reuse = os.environ.get("BENCH_REUSE", "10")
         if reuse not in ("", "0"):
             extra = {"reuse": reuse}
             if os.environ.get("BENCH_REUSE_IDLE"):
                 extra["reuse_idle"] = os.environ["BENCH_REUSE_IDLE"]
-            self.systems.insert(1, ProxySystem("proxy reuse=%s" % reuse, args.proxy,
-                                               self.certs, self.sink, self.tls, work, cfg,
-                                               extra))
+            makers.append(lambda: ProxySystem("proxy reuse=%s" % reuse, args.proxy,
+                                              self.certs, self.sink, self.tls, work, cfg,
+                                              extra))
+        makers.append(lambda: StunnelSystem(self.certs, self.sink, self.tls, work))
+        # The idle figure wants a fresh relay each time: freed memory stays in a
+        # process's heap, and a second run would measure only what the first left over.
+        self.makers = makers
+        self.systems = [m() for m in makers]
         self.direct = DirectSystem(self.certs, self.sink, self.tls)
 
     def stop(self):
@@ -322,14 +330,14 @@ class Bench:
                         self.measured(key, s, *argv, value=value, units=units)
             self.progress(key)
         for rep in range(cfg["idle_reps"]):
-            for s in self.order(rep, self.systems):
-                self.idle(s, cfg["idle"], "idle")
+            for m in self.order(rep, self.makers):
+                self.fresh_idle(m, cfg["idle"], "idle")
         self.progress("idle")
         # stunnel's descriptor need capped the count above; the proxy's is half per worker.
         if cfg.get("idle_alone"):
             for rep in range(cfg["idle_reps"]):
-                for s in self.order(rep, [x for x in self.systems if x.name != "stunnel"]):
-                    self.idle(s, cfg["idle_alone"], "idle_alone")
+                for m in self.order(rep, self.makers[:-1]):
+                    self.fresh_idle(m, cfg["idle_alone"], "idle_alone")
             self.progress("idle alone")
         titles = {k: t for k, t, *_ in figs}
         titles["cpu"] = "relay CPU per session, ms (from the sessions run)"
@@ -337,6 +345,13 @@ class Bench:
         titles["idle_alone"] = "the same, %s held (stunnel cannot here)" % format(
             cfg.get("idle_alone", 0), ",")
         return titles
+
+    def fresh_idle(self, maker, n, key):
+        s = maker()
+        try:
+            self.idle(s, n, key)
+        finally:
+            s.stop()
 
     def idle(self, system, n, key):
         pids = system.pids()
