@@ -332,6 +332,7 @@ def wait_until(cond, timeout, what, state=lambda: ""):
 def signal_with_held_session(load, inst, act, tries=5):
     """Close the gate, wait until a held client session (MAIL and RCPT done, before DATA)
     is open on `inst`, then act(); open the gate. Returns those held attempts."""
+    seen = []
     for _ in range(tries):
         load.close_gate()
         end = time.monotonic() + 5
@@ -345,9 +346,16 @@ def signal_with_held_session(load, inst, act, tries=5):
             if load.nheld() == CLIENTS:
                 break           # every client waits, all on the other instance
             time.sleep(0.05)
+        seen.append((sorted(on), sorted("127.0.0.1:%d" % r["lport"]
+                                        for r in load.held_attempts())))
         load.open_gate()
         time.sleep(0.3)
-    raise AssertionError("no client session landed on %s to be cut" % inst.name)
+    # What it saw each try (open on the instance; held at the gate), the last attempts and
+    # the instance's log: enough to tell an unlucky spread from sessions stuck there.
+    log = inst.cur.stderr().splitlines()
+    raise AssertionError("no client session landed on %s to be cut: %r; attempts %r; "
+                         "its log, last lines:\n%s" % (inst.name, seen, load.attempts[-8:],
+                                                        "\n".join(log[-40:])))
 
 
 def test_two_instances_behind_haproxy_drain_restart_kill(postfix, pki, tmp_path):
