@@ -26,7 +26,9 @@ struct users;
 enum up_tls { UP_TLS_STARTTLS, UP_TLS_IMPLICIT };
 /* [upstream] reuse unless set: on, once test_reuse.py and the bench proved it (issue 12). */
 #define REUSE_DEFAULT		2
-#define REUSE_DEFAULT_S		"2"
+#define REUSE_DEFAULT_S		REUSE_STR(REUSE_DEFAULT)	/* the key table's text */
+#define REUSE_STR(x)		REUSE_STR_(x)
+#define REUSE_STR_(x)		#x
 
 enum up_auth { UP_AUTH_AUTO, UP_AUTH_PLAIN, UP_AUTH_LOGIN, UP_AUTH_XOAUTH2, UP_AUTH_OAUTHBEARER };
 /* Where an OAuth2 access token comes from (auth_mechanism xoauth2 / oauthbearer). */

@@ -68,6 +68,18 @@ static ev_prepare flush_w;
 static struct ev_loop *flush_loop;
 
 static void
+dirty_link(struct conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = 1;
+	c->dnext = dirty_head;
+	if (dirty_head != NULL)
+		dirty_head->dprev = c;
+	dirty_head = c;
+}
+
+static void
 dirty_unlink(struct conn *c)
 {
 	if (!c->dirty)
@@ -567,13 +579,7 @@ conn_wcommit(struct conn *c, size_t n)
 		update(c);
 		return;
 	}
-	if (c->dirty)
-		return;
-	c->dirty = 1;
-	c->dnext = dirty_head;
-	if (dirty_head != NULL)
-		dirty_head->dprev = c;
-	dirty_head = c;
+	dirty_link(c);
 }
 
 size_t

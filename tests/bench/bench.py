@@ -145,14 +145,16 @@ class ProxySystem(System):
         import daemon
         daemon.PROXY_BIN = binary
         self.name = name
+        # Room for the most sessions any figure holds (the proxy alone, when stunnel cannot).
+        room = str(max(cfg["idle"], cfg.get("idle_alone", 0)) + 1000)
         up = {"host": "127.0.0.1", "port": str(sink.ports[tls]), "tls": tls,
               "server_name": "mail.test", "verify": "yes", "ca_file": certs["ca"][0],
               "username": "bench", "password": "secret",
-              "max_connections": str(max(cfg["idle"], cfg.get("idle_alone", 0)) + 1000)}
+              "max_connections": room}
         up.update(extra_upstream or {})
         sections = {
             "proxy": {"listen": "127.0.0.1:0", "hostname": "proxy.bench.test",
-                      "allow": "127.0.0.0/8", "max_sessions": str(max(cfg["idle"], cfg.get("idle_alone", 0)) + 1000),
+                      "allow": "127.0.0.0/8", "max_sessions": room,
                       "timeout": "300"},
             "upstream": up,
             # Lifted: one 200 MB message, and every session from one loopback address.
